@@ -1,0 +1,25 @@
+"""Alembic environment: runs against the Engine handed over in config.attributes["engine"]."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from engine.store.models import Base
+
+config = context.config
+engine = config.attributes.get("engine")
+if engine is None:  # invoked from the alembic CLI
+    from engine.config import load_settings
+    from engine.store.db import connect
+
+    engine = connect(load_settings().database_url) if config.get_main_option("sqlalchemy.url") is None else create_engine(config.get_main_option("sqlalchemy.url"))  # noqa: E501
+
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,242 @@
+"""SQLAlchemy models of the customer store and of the engine's own tables.
+
+The customer store (accounts, contacts, events, csms, health_history) is what playbooks read.
+The engine-owned tables (enrollments, ledger, tasks, audit_log) are what a tick writes. Indexes
+are chosen for the evaluator's queries: event windows look events up by
+(account_id, name, occurred_at), (contact_id, name, occurred_at) and (name, occurred_at).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for event volumes.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base; naming convention keeps constraint names stable across dialects."""
+
+    type_annotation_map = {dict[str, Any]: JSONType}
+
+
+Base.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# --- customer store -------------------------------------------------------------------------
+
+
+class Csm(Base):
+    """A customer success manager: owner of accounts and assignee of tasks."""
+
+    __tablename__ = "csms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    team: Mapped[str] = mapped_column(String(100), default="default")
+
+
+class Account(Base):
+    """A customer company."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(20))  # high_touch | low_touch | tech_touch
+    plan: Mapped[str] = mapped_column(String(40))
+    arr: Mapped[float] = mapped_column(Float)
+    seats_purchased: Mapped[int] = mapped_column(Integer)
+    lifecycle_stage: Mapped[str] = mapped_column(String(40))
+    contract_start: Mapped[date] = mapped_column(Date)
+    renewal_date: Mapped[date] = mapped_column(Date, index=True)
+    csm_id: Mapped[int | None] = mapped_column(ForeignKey("csms.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | churned
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(10))
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Contact(Base):
+    """A person at an account who can receive email."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | champion | user | exec_sponsor | billing
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(10))
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Event(Base):
+    """Something an account or one of its contacts did, at a time."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_account_name_at", "account_id", "name", "occurred_at"),
+        Index("ix_events_contact_name_at", "contact_id", "name", "occurred_at"),
+        Index("ix_events_name_at", "name", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class HealthHistory(Base):
+    """An account's health score on a day."""
+
+    __tablename__ = "health_history"
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(20))
+
+
+# --- engine-owned -----------------------------------------------------------------------------
+
+
+class Enrollment(Base):
+    """A subject's passage through one playbook, keyed by the trigger occurrence that started it.
+
+    The unique key (playbook_id, subject_type, subject_id, trigger_key) is what makes enrollment
+    idempotent: evaluating the same tick twice inserts nothing the second time.
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("playbook_id", "subject_type", "subject_id", "trigger_key"),
+        Index("ix_enrollments_due", "playbook_id", "status", "next_run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    playbook_id: Mapped[str] = mapped_column(String(100))
+    playbook_version: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(10))  # account | contact
+    subject_id: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(Integer)
+    trigger_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # active | completed | exited
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerEntry(Base):
+    """A message or task to be delivered, written (and committed) before anything leaves.
+
+    `send_key` is deterministic — playbook, step, enrollment occurrence and recipient — and
+    unique, so planning the same step twice cannot create a second delivery.
+    """
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    send_key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | task
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))  # planned | sending | sent | failed | skipped
+    playbook_id: Mapped[str] = mapped_column(String(100))
+    playbook_version: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(100))
+    enrollment_id: Mapped[int] = mapped_column(BigId)
+    account_id: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Task(Base):
+    """A CSM task opened by a playbook step."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    send_key: Mapped[str] = mapped_column(String(64), unique=True)
+    playbook_id: Mapped[str] = mapped_column(String(100), index=True)
+    step_id: Mapped[str] = mapped_column(String(100))
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
+    csm_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[str] = mapped_column(String(10))  # low | normal | high | urgent
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | done
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditEntry(Base):
+    """One decision of the engine, with a stable reason code. Append-only: never updated."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_playbook_at", "playbook_id", "at"),
+        Index("ix_audit_log_account_at", "account_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(100))
+    playbook_version: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    enrollment_id: Mapped[int | None] = mapped_column(BigId)
+    account_id: Mapped[int | None] = mapped_column(Integer)
+    contact_id: Mapped[int | None] = mapped_column(Integer)
+    channel: Mapped[str | None] = mapped_column(String(20))
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    variant: Mapped[str | None] = mapped_column(String(40))
+    send_key: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+accounts = Account.__table__
+contacts = Contact.__table__
+events = Event.__table__
+csms = Csm.__table__
+enrollments = Enrollment.__table__
+ledger = LedgerEntry.__table__
+tasks = Task.__table__
+audit_log = AuditEntry.__table__
