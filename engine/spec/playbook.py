@@ -1,0 +1,186 @@
+"""A playbook file: who (segment), when (trigger), how often (entry) and what (steps)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from engine.spec.base import Duration, SignedDuration, SpecModel
+from engine.spec.conditions import Condition, condition_kind
+
+Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
+IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class DateTrigger(SpecModel):
+    """Fires when a date field is `offset` away from today, e.g. 90 days before `renewal_date`.
+
+    Each value of the date is its own occurrence: next year's renewal date enrolls again.
+    """
+
+    date: str
+    """A date field of the subject or its account, e.g. `renewal_date` or `contract_start`."""
+    offset: SignedDuration = Field(default=timedelta(0), json_schema_extra={"default": "0d"})
+    """When to fire relative to the date: `-90d` is 90 days before, `30d` 30 days after."""
+    window: Duration = Field(default=timedelta(days=7), json_schema_extra={"default": "7d"})
+    """How long after the moment a late tick may still fire (catch-up after downtime)."""
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, DateTrigger) or (isinstance(value, dict) and "date" in value):
+        return "date"
+    return "condition" if condition_kind(value) is not None else None
+
+
+Trigger = Annotated[
+    Annotated[DateTrigger, Tag("date")] | Annotated[Condition, Tag("condition")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="invalid_trigger",
+        custom_error_message=(
+            "a trigger is {date: FIELD, offset: -90d} or a condition such as "
+            "{events: {...}}, {no_events: {...}} or {all: [...]}"
+        ),
+    ),
+]
+"""When a subject enters: a date-relative moment, or a condition that holds."""
+
+
+class Entry(SpecModel):
+    """How often one subject may enter this playbook."""
+
+    once_per: Duration | None = None
+    """At most one entry per this period. Unset: once per date occurrence for date triggers,
+    once ever for condition triggers."""
+
+
+class Recipients(SpecModel):
+    """Which contacts of the account receive an email."""
+
+    role: list[Role] = Field(min_length=1)
+    """Contact roles to send to: admin, champion, user, exec_sponsor, billing."""
+
+
+class EmailAction(SpecModel):
+    """Send one email, rendered from a template, to each recipient."""
+
+    template: str = Field(pattern=r"^[a-z0-9_/-]+$")
+    """Template name under templates/email/, without locale and extension: `renewal/plan`."""
+    to: Recipients | None = None
+    """Recipients by role; required for account subjects, not allowed for contact subjects
+    (the contact is the recipient)."""
+    from_: Literal["csm", "team"] = Field(default="team", alias="from")
+    """Sender: `csm` is the account's CSM (falls back to the team sender), `team` the team."""
+
+
+class TaskAction(SpecModel):
+    """Open a task for a CSM."""
+
+    title: str = Field(min_length=1, max_length=300)
+    """The task's title; a template: `Call {{ account.name }} about the renewal`."""
+    body: str = ""
+    """Longer instructions for the CSM; a template too."""
+    assignee: Literal["csm"] = "csm"
+    """Who gets it: the account's CSM, or the team queue when the account has none."""
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    """How urgent the task is."""
+    due: Duration = Field(default=timedelta(days=3), json_schema_extra={"default": "3d"})
+    """How long after opening the task is due."""
+
+
+class _StepBase(SpecModel):
+    id: str | None = Field(default=None, pattern=IDENTIFIER)
+    """The step's stable name, used in send keys and the audit; default `<kind>-<position>`."""
+
+
+class EmailStep(_StepBase):
+    """A step that sends an email."""
+
+    email: EmailAction
+    """The email to send."""
+
+
+class TaskStep(_StepBase):
+    """A step that opens a CSM task."""
+
+    task: TaskAction
+    """The task to open."""
+
+
+class WaitStep(_StepBase):
+    """A step that waits before the next one."""
+
+    wait: Duration
+    """How long to wait, e.g. `14d`."""
+
+
+STEP_KINDS = ("email", "task", "wait")
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [k for k in STEP_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return {EmailStep: "email", TaskStep: "task", WaitStep: "wait"}.get(type(value))
+
+
+Step = Annotated[
+    Annotated[EmailStep, Tag("email")]
+    | Annotated[TaskStep, Tag("task")]
+    | Annotated[WaitStep, Tag("wait")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="invalid_step",
+        custom_error_message="a step has exactly one of: email, task, wait",
+    ),
+]
+"""One step of the journey."""
+
+
+class Playbook(SpecModel):
+    """A tech-touch playbook: a segment, a trigger, entry rules and a sequence of steps."""
+
+    id: str = Field(pattern=IDENTIFIER, max_length=100)
+    """Unique, stable identifier: lower case letters, digits, `-` and `_`."""
+    name: str = Field(min_length=1)
+    """Human-readable name."""
+    owner: str | None = None
+    """Who to ask about this playbook (an email address or a team)."""
+    status: Literal["draft", "active", "paused"] = "active"
+    """Only `active` playbooks run."""
+    priority: int = Field(default=50, ge=0, le=100)
+    """0-100; higher wins when caps allow only some messages."""
+    hypothesis: str | None = None
+    """What this playbook is expected to change, in a sentence."""
+    description: str | None = None
+    """Longer notes for reviewers."""
+    subject: Literal["account", "contact"] = "account"
+    """What is enrolled: an account, or a single contact."""
+    segment: Condition | None = None
+    """Who is eligible; unset means every subject."""
+    trigger: Trigger
+    """When an eligible subject enters."""
+    entry: Entry = Entry()
+    """How often one subject may enter."""
+    steps: list[Step] = Field(min_length=1)
+    """What happens, in order."""
+
+    @model_validator(mode="after")
+    def _unique_step_ids(self) -> Playbook:
+        seen: set[str] = set()
+        for index, step in enumerate(self.steps):
+            sid = step_id(step, index)
+            if sid in seen:
+                raise ValueError(f"step id '{sid}' is used twice; step ids must be unique")
+            seen.add(sid)
+        return self
+
+
+def step_id(step: EmailStep | TaskStep | WaitStep, index: int) -> str:
+    """The step's id, or `<kind>-<position>` (1-based) when it has none."""
+    if step.id:
+        return step.id
+    kind = "email" if isinstance(step, EmailStep) else "task" if isinstance(step, TaskStep) else "wait"
+    return f"{kind}-{index + 1}"
