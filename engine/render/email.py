@@ -1,0 +1,129 @@
+"""Email templates: `templates/email/<name>.<locale>.html`, one file per locale.
+
+A template extends a layout and defines `{% block subject %}` and `{% block content %}`. The
+subject block is rendered on its own and must come out as one line: a CR or LF there (say, from
+customer data) fails that message instead of forging a header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.render.text import html_to_text
+
+CONTEXT_NAMES = frozenset({"account", "contact", "csm", "sender", "playbook", "step", "unsubscribe_url"})
+"""The variables a template may use."""
+DEFAULT_LOCALE = "en"
+
+
+class RenderError(Exception):
+    """A template failed for one message; the message says why, for the audit."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A rendered message, ready for a channel."""
+
+    subject: str
+    html: str
+    text: str
+    locale: str
+    template_file: str
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of what the recipient sees: ties the audit to the exact content."""
+        digest = hashlib.sha256(f"{self.subject}\0{self.html}\0{self.text}".encode())
+        return digest.hexdigest()[:16]
+
+
+def make_environment(templates_dir: Path) -> SandboxedEnvironment:
+    """The one Jinja2 environment: sandboxed, strict about undefined names, HTML autoescaped."""
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(["html"], default_for_string=True),
+        auto_reload=False,
+    )
+
+
+def locale_chain(*preferred: str | None) -> list[str]:
+    """Locales to try in order: the given ones (contact's, account's), then English, then none."""
+    chain = [p for p in preferred if p]
+    chain.append(DEFAULT_LOCALE)
+    chain.append("")
+    return list(dict.fromkeys(chain))
+
+
+def template_filename(name: str, locale: str) -> str:
+    """`renewal/plan` + `ko` → `renewal/plan.ko.html`; the empty locale is the default file."""
+    return f"{name}.{locale}.html" if locale else f"{name}.html"
+
+
+class EmailRenderer:
+    """Renders named templates for a locale chain; compiled templates are cached (~10 ms each)."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self.env = make_environment(templates_dir)
+
+    def variants(self, name: str) -> list[str]:
+        """Locales (`''` for the default) that have a file for template `name`."""
+        found = [p.name[len(Path(name).name) + 1 : -len(".html")] for p in self.templates_dir.glob(f"{name}.*.html")]
+        if (self.templates_dir / template_filename(name, "")).is_file():
+            found.append("")
+        return sorted(found)
+
+    def pick(self, name: str, chain: list[str]) -> str:
+        """The first locale in `chain` that has a file for `name`."""
+        for loc in chain:
+            if (self.templates_dir / template_filename(name, loc)).is_file():
+                return loc
+        raise RenderError(f"template '{name}' has no file for locales {', '.join(c or 'default' for c in chain)}")
+
+    def render(self, name: str, chain: list[str], context: dict[str, Any]) -> RenderedEmail:
+        """Render template `name` in the first available locale of `chain`."""
+        locale = self.pick(name, chain)
+        filename = template_filename(name, locale)
+        try:
+            template = self.env.get_template(filename)
+            html_body = template.render(context)
+            block = template.blocks.get("subject")
+            if block is None:
+                raise RenderError(f"{filename} defines no {{% block subject %}}")
+            subject_html = "".join(block(template.new_context(context)))
+        except TemplateError as exc:
+            raise RenderError(f"{filename}: {exc}") from None
+        subject = html.unescape(subject_html).strip()
+        if "\r" in subject or "\n" in subject:
+            raise RenderError(f"{filename}: the subject contains a line break (CR/LF): {subject!r}")
+        if not subject:
+            raise RenderError(f"{filename}: the subject is empty")
+        return RenderedEmail(subject, html_body, html_to_text(html_body), locale, filename)
+
+
+_INLINE = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def inline_template_error(source: str) -> str | None:
+    """The syntax error of a template written in a playbook, or None."""
+    try:
+        _INLINE.parse(source)
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
+def render_inline(source: str, context: dict[str, Any]) -> str:
+    """Render a short template written in a playbook (task titles) as plain text."""
+    try:
+        return _INLINE.from_string(source).render(context)
+    except TemplateError as exc:
+        raise RenderError(str(exc)) from None

@@ -1,0 +1,70 @@
+"""The field catalogue: which fields playbooks may reference, and their kinds.
+
+Derived from the SQLAlchemy models, so `validate` catches what `run` would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, Numeric, Table
+
+from engine.store.models import accounts, contacts
+
+FieldKind = Literal["string", "number", "date", "datetime", "boolean", "json"]
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A field a condition can test: its table, column and kind."""
+
+    table: Literal["account", "contact"]
+    name: str
+    kind: FieldKind
+
+
+def _kind(column: Column[object]) -> FieldKind:
+    t = column.type
+    if isinstance(t, DateTime):
+        return "datetime"
+    if isinstance(t, Date):
+        return "date"
+    if isinstance(t, Boolean):
+        return "boolean"
+    if isinstance(t, Integer | Float | Numeric):
+        return "number"
+    if isinstance(t, JSON):
+        return "json"
+    return "string"
+
+
+def _fields(table: Table, owner: Literal["account", "contact"]) -> dict[str, FieldInfo]:
+    return {c.name: FieldInfo(owner, c.name, _kind(c)) for c in table.columns}
+
+
+ACCOUNT_FIELDS = _fields(accounts, "account")
+CONTACT_FIELDS = _fields(contacts, "contact")
+
+
+def resolve_field(name: str, subject: Literal["account", "contact"]) -> FieldInfo | None:
+    """The field `name` refers to for this subject, or None.
+
+    `account.x` and `contact.x` are explicit. A bare name is the subject's own field; for
+    contact subjects it falls back to the account's field.
+    """
+    if name.startswith("account."):
+        return ACCOUNT_FIELDS.get(name.removeprefix("account."))
+    if name.startswith("contact."):
+        return CONTACT_FIELDS.get(name.removeprefix("contact.")) if subject == "contact" else None
+    if subject == "contact":
+        return CONTACT_FIELDS.get(name) or ACCOUNT_FIELDS.get(name)
+    return ACCOUNT_FIELDS.get(name)
+
+
+def known_field_names(subject: Literal["account", "contact"]) -> list[str]:
+    """Every name `resolve_field` accepts for this subject (for "did you mean")."""
+    names = list(ACCOUNT_FIELDS) + [f"account.{n}" for n in ACCOUNT_FIELDS]
+    if subject == "contact":
+        names += list(CONTACT_FIELDS) + [f"contact.{n}" for n in CONTACT_FIELDS]
+    return names

@@ -1,0 +1,138 @@
+"""Checks of a loaded playbook against the store catalogue and the templates, with line:col."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+from engine.load import LoadedPlaybook
+from engine.load.yaml_nodes import Path
+from engine.problems import Problem, did_you_mean
+from engine.render import EmailRenderer, inline_template_error
+from engine.render.templates import template_problems
+from engine.spec import EmailStep, Playbook, TaskStep
+from engine.spec.conditions import (
+    BOOLEAN_KEYS,
+    EVENT_KEYS,
+    AllOf,
+    AnyOf,
+    FieldCondition,
+    FieldOps,
+    NotOf,
+)
+from engine.spec.playbook import DateTrigger
+from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
+
+_ORDERING = ("lt", "lte", "gt", "gte")
+
+
+def check_playbook(loaded: LoadedPlaybook, renderer: EmailRenderer) -> list[Problem]:
+    """Every semantic problem of one playbook, pointing into its file (or a template file)."""
+    found: list[Problem] = []
+    for path, message in _spec_problems(loaded.spec, renderer):
+        line, col = loaded.located.where(path)
+        found.append(Problem(loaded.path, line, col, message))
+    for name in _templates_used(loaded.spec):
+        found.extend(template_problems(renderer, name))
+    return found
+
+
+def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Path, str]]:
+    if spec.segment is not None:
+        yield from _condition(spec.segment, ("segment",), spec)
+    if isinstance(spec.trigger, DateTrigger):
+        yield from _date_trigger(spec.trigger, spec)
+    else:
+        yield from _condition(spec.trigger, ("trigger",), spec)
+    for i, step in enumerate(spec.steps):
+        at: Path = ("steps", i)
+        if isinstance(step, EmailStep):
+            email = step.email
+            if spec.subject == "account" and email.to is None:
+                yield at + ("email",), "an email to an account needs 'to: {role: [...]}'"
+            if spec.subject == "contact" and email.to is not None:
+                yield at + ("email", "to"), "a contact subject is the recipient; remove 'to'"
+            if not renderer.variants(email.template):
+                yield at + ("email", "template"), _missing_template(renderer, email.template)
+        elif isinstance(step, TaskStep):
+            for key in ("title", "body"):
+                error = inline_template_error(getattr(step.task, key))
+                if error:
+                    yield at + ("task", key), f"template syntax: {error}"
+
+
+def _missing_template(renderer: EmailRenderer, name: str) -> str:
+    known = sorted(
+        str(p.relative_to(renderer.templates_dir)).split(".")[0]
+        for p in renderer.templates_dir.rglob("*.html")
+        if not p.name.startswith("_")
+    )
+    return f"template '{name}' not found under {renderer.templates_dir.name}/{did_you_mean(name, known)}"
+
+
+def _date_trigger(trigger: DateTrigger, spec: Playbook) -> Iterator[tuple[Path, str]]:
+    info = resolve_field(trigger.date, spec.subject)
+    if info is None:
+        yield ("trigger", "date"), _unknown_field(trigger.date, spec)
+    elif info.kind not in ("date", "datetime"):
+        yield ("trigger", "date"), f"'{trigger.date}' is a {info.kind} field, not a date"
+
+
+def _condition(cond: Any, at: Path, spec: Playbook) -> Iterator[tuple[Path, str]]:
+    if isinstance(cond, AllOf):
+        for i, sub in enumerate(cond.all):
+            yield from _condition(sub, at + ("all", i), spec)
+    elif isinstance(cond, AnyOf):
+        for i, sub in enumerate(cond.any):
+            yield from _condition(sub, at + ("any", i), spec)
+    elif isinstance(cond, NotOf):
+        yield from _condition(cond.not_, at + ("not",), spec)
+    elif isinstance(cond, FieldCondition):
+        for name, test in cond.root.items():
+            info = resolve_field(name, spec.subject)
+            if info is None:
+                yield at + (name,), _unknown_field(name, spec)
+            elif isinstance(test, FieldOps):
+                yield from _ops(info, test, at + (name,))
+            else:
+                yield from _value(info, "eq", test, at + (name,))
+
+
+def _unknown_field(name: str, spec: Playbook) -> str:
+    if name.startswith("contact.") and spec.subject == "account":
+        return f"'{name}': an account subject has no single contact; use subject: contact"
+    hint = did_you_mean(name, [*known_field_names(spec.subject), *BOOLEAN_KEYS, *EVENT_KEYS])
+    return f"unknown field '{name}' for {spec.subject} subjects{hint}"
+
+
+def _ops(info: FieldInfo, ops: FieldOps, at: Path) -> Iterator[tuple[Path, str]]:
+    for op in ops.model_fields_set:
+        key = "in" if op == "in_" else op
+        value = getattr(ops, op)
+        if op == "exists":
+            continue
+        if info.kind in ("json", "boolean") and op in _ORDERING:
+            yield at + (key,), f"'{key}' does not apply to {info.kind} field '{info.name}'"
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            yield from _value(info, key, v, at + (key,))
+
+
+def _value(info: FieldInfo, op: str, value: Any, at: Path) -> Iterator[tuple[Path, str]]:
+    ok = {
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "string": isinstance(value, str),
+        "date": isinstance(value, date) and not isinstance(value, datetime),
+        "datetime": isinstance(value, datetime | date),
+        "boolean": isinstance(value, bool),
+        "json": True,
+    }[info.kind]
+    if not ok:
+        example = {"number": "20000", "string": "low_touch", "date": "2026-01-31", "datetime": "2026-01-31T09:00:00"}
+        hint = f", e.g. {example[info.kind]}" if info.kind in example else ""
+        yield at, f"'{info.name}' is a {info.kind} field; {op} needs a {info.kind}{hint} (got {value!r})"
+
+
+def _templates_used(spec: Playbook) -> list[str]:
+    return sorted({s.email.template for s in spec.steps if isinstance(s, EmailStep)})
