@@ -29,7 +29,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP:
             self._skip = max(0, self._skip - 1)
-        elif tag in _BLOCKS:
+        elif tag in _BLOCKS and tag != "li":
             self.parts.append("\n")
         if tag == "a" and self._href:
             self.parts.append(f" ({self._href})")

@@ -1,0 +1,82 @@
+"""The audit trail: every decision as an append-only row with a stable reason code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from engine.store.models import audit_log
+
+
+class Decision(StrEnum):
+    """What the engine did."""
+
+    ENROLLED = "enrolled"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    TASK_OPENED = "task_opened"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+
+
+class Reason(StrEnum):
+    """Why. Stable codes: reports and filters depend on them; add, never rename."""
+
+    TRIGGER_MATCHED = "trigger_matched"
+    DELIVERED_TO_CHANNEL = "delivered_to_channel"
+    TASK_CREATED = "task_created"
+    NO_RECIPIENTS = "no_recipients"
+    INVALID_EMAIL = "invalid_email"
+    RENDER_FAILED = "render_failed"
+    CHANNEL_ERROR = "channel_error"
+    WAIT_STEP = "wait_step"
+    JOURNEY_END = "journey_end"
+
+
+def audit_row(
+    *,
+    at: datetime,
+    run_id: str,
+    playbook_id: str,
+    playbook_version: str,
+    decision: Decision,
+    reason: Reason,
+    detail: str = "",
+    step_id: str | None = None,
+    enrollment_id: int | None = None,
+    account_id: int | None = None,
+    contact_id: int | None = None,
+    channel: str | None = None,
+    send_key: str | None = None,
+    content_hash: str | None = None,
+    variant: str | None = None,
+) -> dict[str, Any]:
+    """One audit row as a dict for a bulk insert."""
+    return {
+        "at": at,
+        "run_id": run_id,
+        "playbook_id": playbook_id,
+        "playbook_version": playbook_version,
+        "step_id": step_id,
+        "enrollment_id": enrollment_id,
+        "account_id": account_id,
+        "contact_id": contact_id,
+        "channel": channel,
+        "decision": decision.value,
+        "reason": reason.value,
+        "detail": detail,
+        "variant": variant,
+        "send_key": send_key,
+        "content_hash": content_hash,
+    }
+
+
+def record(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append audit rows (never updates or deletes)."""
+    if rows:
+        conn.execute(insert(audit_log), list(rows))

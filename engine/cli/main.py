@@ -1,0 +1,152 @@
+"""`touchflow` commands. Each one parses options, calls the engine, and prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.config import load_settings
+from engine.problems import ProblemsFound
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Touchflow: tech-touch customer-success playbooks.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+NowOption = Annotated[
+    str | None,
+    typer.Option("--now", help="The moment to act as of, ISO 8601 (default: now, UTC)."),
+]
+
+
+def parse_now(value: str | None) -> datetime:
+    """ISO 8601 → naive UTC (the engine's convention); None → the current time."""
+    if value is None:
+        return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not an ISO 8601 date or time, e.g. 2026-11-23T09:00") from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+@app.command()
+def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Playbook files or directories.")] = None) -> None:
+    """Check playbooks and their templates; print `file:line:col: error: …` per problem."""
+    from engine.validate import validate_paths
+
+    settings = load_settings()
+    report = validate_paths(paths or [settings.playbooks_dir], settings.templates_dir, Path.cwd())
+    for problem in report.problems:
+        out.print(problem.format(), markup=False, soft_wrap=True)
+    if report.problems:
+        n = len(report.problems)
+        err.print(f"{n} problem{'s' * (n != 1)} in {report.files} file{'s' * (report.files != 1)}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"ok: {len(report.playbooks)} playbooks valid ({report.files} files)", markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a playbook file."""
+    from engine.schema import playbook_schema_text
+
+    sys.stdout.write(playbook_schema_text())
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the store's tables (Alembic)."""
+    from engine.store.db import connect, migrate as upgrade
+
+    settings = load_settings()
+    upgrade(connect(settings.database_url))
+    out.print(f"store is at the latest revision: {settings.database_url}", markup=False)
+
+
+@app.command("demo-data")
+def demo_data(
+    accounts: Annotated[int, typer.Option(help="How many accounts to generate.")] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and --now, same store.")] = 7,
+    now: NowOption = None,
+) -> None:
+    """Replace the store's contents with a realistic synthetic B2B SaaS customer base."""
+    from engine.store.db import connect, migrate as upgrade
+    from engine.store.demo_data import generate
+
+    settings = load_settings()
+    at = parse_now(now).replace(hour=0, minute=0, second=0)
+    engine = connect(settings.database_url)
+    upgrade(engine)
+    started = time.perf_counter()
+    summary = generate(engine, accounts=accounts, seed=seed, now=at)
+    elapsed = time.perf_counter() - started
+    out.print(
+        f"demo data as of {at.date()}: {summary.accounts} accounts, {summary.contacts} contacts, "
+        f"{summary.events} events, {summary.csms} CSMs in {elapsed:.1f} s → {settings.database_url}",
+        markup=False,
+    )
+
+
+def _prefect_environment(project_dir: Path) -> None:
+    # Ephemeral mode, offline, with start-up time a 2-core machine needs; set before prefect loads.
+    os.environ.setdefault("PREFECT_HOME", str(project_dir / ".prefect"))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def run(
+    now: NowOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what the tick would do; write nothing.")] = False,
+    playbook: Annotated[str | None, typer.Option(help="Run only this playbook.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand)."""
+    settings = load_settings()
+    _prefect_environment(settings.project_dir)
+    from engine.project import load_project
+
+    try:
+        load_project(settings)  # fail fast, with file:line:col, before Prefect starts
+    except ProblemsFound as exc:
+        for problem in exc.problems:
+            err.print(problem.format(), markup=False)
+        raise typer.Exit(1) from None
+    from flows.tick import tick
+
+    at = parse_now(now)
+    rows = tick(now=at, dry_run=dry_run, playbook=playbook)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    _summary_table(rows, at, dry_run, settings.outbox_dir)
+
+
+def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
+    title = f"{'Dry run' if dry_run else 'Tick'} at {at.isoformat(sep=' ')} UTC"
+    table = Table(title=title)
+    columns = ("playbook", "matched", "enrolled", "emails", "tasks", "skipped", "failed")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "playbook" else "right")
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    out.print(table)
+    if dry_run:
+        out.print("dry run: nothing was written", markup=False)
+    else:
+        out.print(f"outbox: {outbox}", markup=False)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

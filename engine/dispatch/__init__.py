@@ -1,0 +1,6 @@
+"""Dispatch: claim planned ledger rows, render, deliver through a channel, record the outcome."""
+
+from engine.dispatch.channels import EmailChannel, NullChannel, OutboxChannel, OutgoingEmail
+from engine.dispatch.deliver import DispatchResult, claim, deliver
+
+__all__ = ["DispatchResult", "EmailChannel", "NullChannel", "OutboxChannel", "OutgoingEmail", "claim", "deliver"]

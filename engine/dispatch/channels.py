@@ -1,0 +1,89 @@
+"""Email channels behind one small Protocol. The outbox writes .eml files any mail client opens."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from engine.render import RenderedEmail
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A rendered email addressed to one contact, with the ledger's send key."""
+
+    send_key: str
+    sender_name: str
+    sender_email: str
+    to_name: str
+    to_email: str
+    rendered: RenderedEmail
+    playbook_id: str
+    step_id: str
+    at: datetime
+
+    def to_mime(self) -> EmailMessage:
+        """A multipart/alternative message (text, then HTML) with Touchflow's tracing headers."""
+        msg = EmailMessage()
+        msg["From"] = Address(self.sender_name, addr_spec=self.sender_email)
+        msg["To"] = Address(self.to_name, addr_spec=self.to_email)
+        msg["Subject"] = self.rendered.subject
+        msg["Date"] = format_datetime(self.at.replace(tzinfo=UTC))
+        msg["Message-ID"] = make_msgid(idstring=self.send_key, domain="touchflow.local")
+        msg["X-Touchflow-Send-Key"] = self.send_key
+        msg["X-Touchflow-Playbook"] = self.playbook_id
+        msg["X-Touchflow-Step"] = self.step_id
+        msg.set_content(self.rendered.text)
+        msg.add_alternative(self.rendered.html, subtype="html")
+        return msg
+
+
+class EmailChannel(Protocol):
+    """Delivers one email; returns the provider's message id. Raises on failure."""
+
+    name: str
+
+    def send(self, email: OutgoingEmail) -> str: ...
+
+
+class OutboxChannel:
+    """The default channel: one `<send_key>.eml` per message under the outbox directory.
+
+    Files are named by send key and written atomically, so a retry after a crash rewrites the
+    same file instead of adding a second message.
+    """
+
+    name = "outbox"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, email: OutgoingEmail) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        msg = email.to_mime()
+        target = self.directory / f"{email.send_key}.eml"
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(msg.as_bytes())
+        os.replace(tmp, target)
+        return str(msg["Message-ID"])
+
+
+class NullChannel:
+    """Renders but delivers nothing: for dry runs."""
+
+    name = "dry-run"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingEmail] = []
+
+    def send(self, email: OutgoingEmail) -> str:
+        self.sent.append(email)
+        return f"dry-run:{email.send_key}"

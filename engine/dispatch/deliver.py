@@ -1,0 +1,197 @@
+"""Claim planned ledger rows atomically, then deliver them and record sent / failed.
+
+Claiming flips `planned → sending` in its own committed transaction (with SKIP LOCKED on
+PostgreSQL), so two dispatchers never take the same row; a crash after the claim leaves
+`sending` rows to reconcile, never a blind resend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.audit import Decision, Reason, audit_row, record
+from engine.dispatch.channels import EmailChannel, OutgoingEmail
+from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
+from engine.spec import TaskStep
+from engine.compile import CompiledPlaybook
+from engine.store.models import accounts, contacts, csms, ledger, tasks
+
+TEAM_SENDER = ("Touchflow Customer Success", "success@touchflow.example")
+
+
+@dataclass
+class DispatchResult:
+    """Deliveries per playbook."""
+
+    emails: Counter[str] = field(default_factory=Counter)
+    tasks: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """Plain counts, to cross a Prefect task boundary."""
+        return {"emails": dict(self.emails), "tasks": dict(self.tasks), "failed": dict(self.failed)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, int]]) -> DispatchResult:
+        return cls(Counter(data["emails"]), Counter(data["tasks"]), Counter(data["failed"]))
+
+
+def claim(conn: Connection, limit: int, now: datetime) -> list[int]:
+    """Mark up to `limit` planned rows as sending and return their ids. The caller commits."""
+    pick = select(ledger.c.id).where(ledger.c.status == "planned").order_by(ledger.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = [r.id for r in conn.execute(pick)]
+    if not ids:
+        return []
+    stmt = (
+        update(ledger)
+        .where(ledger.c.id.in_(ids), ledger.c.status == "planned")
+        .values(status="sending", updated_at=now)
+        .returning(ledger.c.id)
+    )
+    return sorted(r.id for r in conn.execute(stmt))
+
+
+@dataclass(frozen=True)
+class _Context:
+    accounts: dict[int, dict[str, Any]]
+    contacts: dict[int, dict[str, Any]]
+    csms: dict[int, dict[str, Any]]
+
+
+def deliver(
+    conn: Connection,
+    ids: Sequence[int],
+    playbooks: dict[str, CompiledPlaybook],
+    channel: EmailChannel,
+    renderer: EmailRenderer,
+    now: datetime,
+    run_id: str,
+) -> DispatchResult:
+    """Render and deliver claimed rows; record sent / failed and the audit. The caller commits."""
+    result = DispatchResult()
+    rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
+    ctx = _load_context(conn, rows)
+    outcomes: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    new_tasks: list[dict[str, Any]] = []
+    for row in rows:
+        playbook = playbooks.get(row.playbook_id)
+        base = {"at": now, "run_id": run_id, "playbook_id": row.playbook_id,
+                "playbook_version": row.playbook_version, "step_id": row.step_id,
+                "enrollment_id": row.enrollment_id, "account_id": row.account_id,
+                "contact_id": row.contact_id, "channel": row.channel, "send_key": row.send_key}
+        try:
+            if playbook is None:
+                raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
+            if row.kind == "task":
+                task = _build_task(row, playbook, ctx, now)
+                new_tasks.append(task)
+                outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": f"task:{row.send_key}", "u_error": None})
+                audits.append(audit_row(**base, decision=Decision.TASK_OPENED, reason=Reason.TASK_CREATED,
+                                        detail=f"{task['priority']} task for csm {task['csm_id'] or 'team queue'}: {task['title']}"))
+                result.tasks[row.playbook_id] += 1
+                continue
+            email = _build_email(row, playbook, ctx, renderer, now)
+            message_id = channel.send(email)
+        except RenderError as exc:
+            _fail(outcomes, audits, result, row, base, Reason.RENDER_FAILED, str(exc))
+            continue
+        except OSError as exc:
+            _fail(outcomes, audits, result, row, base, Reason.CHANNEL_ERROR, f"{channel.name}: {exc}")
+            continue
+        outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": message_id, "u_error": None})
+        audits.append(audit_row(**base, decision=Decision.SENT, reason=Reason.DELIVERED_TO_CHANNEL,
+                                detail=f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}",
+                                content_hash=email.rendered.content_hash))
+        result.emails[row.playbook_id] += 1
+    if new_tasks:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), new_tasks)
+    if outcomes:
+        conn.execute(
+            update(ledger)
+            .where(ledger.c.id == bindparam("b_id"))
+            .values(status=bindparam("u_status"), provider_message_id=bindparam("u_pid"),
+                    error=bindparam("u_error"), updated_at=now),
+            outcomes,
+        )
+    record(conn, audits)
+    return result
+
+
+def _fail(outcomes: list[dict[str, Any]], audits: list[dict[str, Any]], result: DispatchResult,
+          row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -> None:
+    outcomes.append({"b_id": row.id, "u_status": "failed", "u_pid": None, "u_error": message})
+    audits.append(audit_row(**base, decision=Decision.FAILED, reason=reason, detail=message))
+    result.failed[row.playbook_id] += 1
+
+
+def _load_context(conn: Connection, rows: Sequence[Row[Any]]) -> _Context:
+    account_ids = sorted({r.account_id for r in rows})
+    contact_ids = sorted({r.contact_id for r in rows if r.contact_id is not None})
+    accs = {r.id: dict(r._mapping) for r in conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))}
+    cons = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))}
+    csm_ids = sorted({a["csm_id"] for a in accs.values() if a["csm_id"] is not None})
+    people = {r.id: dict(r._mapping) for r in conn.execute(select(csms).where(csms.c.id.in_(csm_ids)))}
+    return _Context(accs, cons, people)
+
+
+def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) -> dict[str, Any]:
+    account = ctx.accounts.get(row.account_id)
+    if account is None:
+        raise RenderError(f"account {row.account_id} no longer exists")
+    contact = ctx.contacts.get(row.contact_id) if row.contact_id is not None else None
+    csm = ctx.csms.get(account["csm_id"]) if account["csm_id"] is not None else None
+    from_csm = row.payload.get("from") == "csm" and csm is not None
+    sender = {"name": csm["name"], "email": csm["email"]} if from_csm and csm else dict(zip(("name", "email"), TEAM_SENDER, strict=True))
+    public = os.environ.get("TOUCHFLOW_PUBLIC_URL", "https://app.touchflow.example").rstrip("/")
+    return {
+        "account": account,
+        "contact": contact or {},
+        "csm": csm or {"name": "Customer Success team", "email": TEAM_SENDER[1]},
+        "sender": sender,
+        "playbook": {"id": playbook.id, "name": playbook.spec.name},
+        "step": {"id": row.step_id},
+        "unsubscribe_url": f"{public}/unsubscribe?k={row.send_key}",
+    }
+
+
+def _build_email(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, renderer: EmailRenderer,
+                 now: datetime) -> OutgoingEmail:
+    context = _template_context(row, playbook, ctx)
+    contact = context["contact"]
+    if not contact:
+        raise RenderError(f"contact {row.contact_id} no longer exists")
+    chain = locale_chain(contact.get("locale"), context["account"].get("locale"))
+    rendered = renderer.render(row.payload["template"], chain, context)
+    return OutgoingEmail(
+        send_key=row.send_key, sender_name=context["sender"]["name"], sender_email=context["sender"]["email"],
+        to_name=contact["name"], to_email=contact["email"], rendered=rendered,
+        playbook_id=row.playbook_id, step_id=row.step_id, at=now,
+    )
+
+
+def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime) -> dict[str, Any]:
+    step = next((s for s in playbook.steps if s.id == row.step_id), None)
+    if step is None or not isinstance(step.spec, TaskStep):
+        raise RenderError(f"step '{row.step_id}' is no longer a task step of '{playbook.id}'")
+    spec = step.spec.task
+    context = _template_context(row, playbook, ctx)
+    return {
+        "send_key": row.send_key, "playbook_id": row.playbook_id, "step_id": row.step_id,
+        "account_id": row.account_id, "csm_id": context["account"]["csm_id"],
+        "title": render_inline(spec.title, context).strip()[:300], "body": render_inline(spec.body, context).strip(),
+        "priority": spec.priority, "status": "open", "due_at": now + spec.due, "created_at": now,
+    }
+
+

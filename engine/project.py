@@ -1,0 +1,42 @@
+"""A Touchflow project on disk: its playbooks, compiled, and its templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.compile import CompiledPlaybook, compile_playbook
+from engine.config import Settings
+from engine.problems import ProblemsFound
+from engine.render import EmailRenderer
+from engine.validate import validate_paths
+
+
+@dataclass(frozen=True)
+class Project:
+    """Compiled playbooks and the renderer of one project directory."""
+
+    settings: Settings
+    playbooks: tuple[CompiledPlaybook, ...]
+    renderer: EmailRenderer
+
+    def active(self, only: str | None = None) -> list[CompiledPlaybook]:
+        """Active playbooks, or just `only` (whatever its status) when given."""
+        if only is not None:
+            chosen = [p for p in self.playbooks if p.id == only]
+            if not chosen:
+                known = ", ".join(p.id for p in self.playbooks)
+                raise KeyError(f"no playbook '{only}' (known: {known})")
+            return chosen
+        return [p for p in self.playbooks if p.spec.status == "active"]
+
+    def by_id(self) -> dict[str, CompiledPlaybook]:
+        return {p.id: p for p in self.playbooks}
+
+
+def load_project(settings: Settings) -> Project:
+    """Validate and compile every playbook. Raises ProblemsFound: a tick never runs half-valid."""
+    report = validate_paths([settings.playbooks_dir], settings.templates_dir, settings.project_dir)
+    if report.problems:
+        raise ProblemsFound(report.problems)
+    compiled = tuple(compile_playbook(p) for p in report.playbooks)
+    return Project(settings=settings, playbooks=compiled, renderer=EmailRenderer(settings.templates_dir))

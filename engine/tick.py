@@ -1,0 +1,91 @@
+"""One tick, as a programmatic API the Prefect flow (and tests) call stage by stage.
+
+Each function owns its transaction: evaluation commits per playbook, advancing per playbook,
+and dispatch commits the claim before delivering and the outcome after. `dry_run` does all three
+on one connection and rolls back, so it writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from engine.advance import advance
+from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
+from engine.evaluate import evaluate
+from engine.project import Project
+
+DISPATCH_BATCH = 500
+
+
+@dataclass
+class PlaybookSummary:
+    """The per-playbook line of a tick's report."""
+
+    playbook: str
+    matched: int = 0
+    enrolled: int = 0
+    emails: int = 0
+    tasks: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+def evaluate_and_advance(engine: Engine, project: Project, playbook_id: str, now: datetime, run_id: str,
+                         channel_name: str) -> PlaybookSummary:
+    """Enroll new subjects and plan due steps of one playbook; commits."""
+    playbook = project.by_id()[playbook_id]
+    summary = PlaybookSummary(playbook_id)
+    with engine.begin() as conn:
+        ev = evaluate(conn, playbook, now, run_id)
+    with engine.begin() as conn:
+        adv = advance(conn, playbook, now, run_id, channel_name)
+    summary.matched, summary.enrolled, summary.skipped = ev.matched, ev.enrolled, adv.skipped
+    return summary
+
+
+def claim_batch(engine: Engine, now: datetime, limit: int = DISPATCH_BATCH) -> list[int]:
+    """Claim a batch of planned ledger rows; commits, so other dispatchers skip them."""
+    with engine.begin() as conn:
+        return claim(conn, limit, now)
+
+
+def deliver_batch(engine: Engine, project: Project, ids: list[int], channel: EmailChannel, now: datetime,
+                  run_id: str) -> DispatchResult:
+    """Deliver claimed rows and record the outcomes; commits."""
+    with engine.begin() as conn:
+        return deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id)
+
+
+def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None:
+    """Add a dispatch batch's counts to the per-playbook summaries."""
+    for pid, n in result.emails.items():
+        summaries.setdefault(pid, PlaybookSummary(pid)).emails += n
+    for pid, n in result.tasks.items():
+        summaries.setdefault(pid, PlaybookSummary(pid)).tasks += n
+    for pid, n in result.failed.items():
+        summaries.setdefault(pid, PlaybookSummary(pid)).failed += n
+
+
+def dry_run(engine: Engine, project: Project, playbook_ids: list[str], now: datetime, run_id: str) -> list[PlaybookSummary]:
+    """What the tick would do at `now`, computed in one transaction that is rolled back."""
+    summaries = {pid: PlaybookSummary(pid) for pid in playbook_ids}
+    channel = NullChannel()
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            for pid in playbook_ids:
+                ev = evaluate(conn, project.by_id()[pid], now, run_id)
+                adv = advance(conn, project.by_id()[pid], now, run_id, channel.name)
+                s = summaries[pid]
+                s.matched, s.enrolled, s.skipped = ev.matched, ev.enrolled, adv.skipped
+            while ids := claim(conn, DISPATCH_BATCH, now):
+                merge(summaries, deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id))
+        finally:
+            trans.rollback()
+    return list(summaries.values())

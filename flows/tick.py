@@ -1,0 +1,80 @@
+"""The tick flow: evaluate and advance each active playbook, then dispatch in batches.
+
+Thin by design: every decision lives in `engine`; this module only orders the stages as Prefect
+tasks. One task per playbook and one per dispatch batch (hundreds of messages) — never one per
+customer: a task run costs ~50 ms of Prefect bookkeeping.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+from sqlalchemy import Engine
+
+from engine import tick as api
+from engine.config import load_settings
+from engine.dispatch import DispatchResult, OutboxChannel
+from engine.project import Project, load_project
+from engine.store.db import connect
+
+
+@lru_cache(maxsize=4)
+def _runtime(project_dir: str, database_url: str) -> tuple[Engine, Project]:
+    settings = load_settings()
+    return connect(database_url), load_project(settings)
+
+
+def _current() -> tuple[Engine, Project]:
+    settings = load_settings()
+    return _runtime(str(settings.project_dir), settings.database_url)
+
+
+@task(name="evaluate-and-advance", cache_policy=NONE)
+def evaluate_and_advance(playbook_id: str, now: datetime, run_id: str) -> dict[str, Any]:
+    """Enroll and plan one playbook."""
+    engine, project = _current()
+    return api.evaluate_and_advance(engine, project, playbook_id, now, run_id, "outbox").as_dict()
+
+
+@task(name="dispatch-batch", cache_policy=NONE)
+def dispatch_batch(now: datetime, run_id: str) -> dict[str, dict[str, int]] | None:
+    """Claim and deliver one batch of planned messages and tasks; None when nothing is left."""
+    engine, project = _current()
+    ids = api.claim_batch(engine, now)
+    if not ids:
+        return None
+    channel = OutboxChannel(project.settings.outbox_dir)
+    result = api.deliver_batch(engine, project, ids, channel, now, run_id)
+    return result.as_dict()
+
+
+@task(name="dry-run", cache_policy=NONE)
+def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dict[str, Any]]:
+    """Compute the whole tick in a rolled-back transaction."""
+    engine, project = _current()
+    return [s.as_dict() for s in api.dry_run(engine, project, playbook_ids, now, run_id)]
+
+
+@flow(name="touchflow-tick")
+def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | None = None) -> list[dict[str, Any]]:
+    """One tick at `now` (default: the current time, UTC) over every active playbook."""
+    at = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) if (now is None or now.tzinfo) else now
+    _runtime.cache_clear()  # playbooks may have changed since the last tick in this process
+    _, project = _current()
+    ids = [p.id for p in project.active(playbook)]
+    run_id = str(flow_run.get_id() or uuid.uuid4())
+    if dry_run:
+        return list(dry_run_all(ids, at, run_id))
+    summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
+    while (batch := dispatch_batch(at, run_id)) is not None:
+        api.merge(summaries, DispatchResult.from_dict(batch))
+    rows = [s.as_dict() for s in summaries.values()]
+    create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")
+    return rows
