@@ -48,7 +48,14 @@ class AdvanceResult:
 def send_key(playbook_id: str, step_id: str, enrollment: Row[Any], recipient: str) -> str:
     """Deterministic key of one delivery: playbook, step, subject, trigger occurrence, recipient."""
     raw = "|".join(
-        [playbook_id, step_id, enrollment.subject_type, str(enrollment.subject_id), enrollment.trigger_key, recipient]
+        [
+            playbook_id,
+            step_id,
+            enrollment.subject_type,
+            str(enrollment.subject_id),
+            enrollment.trigger_key,
+            recipient,
+        ]
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -145,8 +152,13 @@ def _advance_one(
             next_run_at = now + step.spec.wait
             plan.result.waiting += 1
             plan.audit.append(
-                audit_row(**base, step_id=step.id, decision=Decision.WAITING, reason=Reason.WAIT_STEP,
-                          detail=f"wait {format_duration(step.spec.wait)} until {next_run_at.isoformat()}")
+                audit_row(
+                    **base,
+                    step_id=step.id,
+                    decision=Decision.WAITING,
+                    reason=Reason.WAIT_STEP,
+                    detail=f"wait {format_duration(step.spec.wait)} until {next_run_at.isoformat()}",
+                )
             )
             break
         if isinstance(step.spec, EmailStep):
@@ -156,11 +168,23 @@ def _advance_one(
     else:
         status = "completed"
         plan.result.completed += 1
-        plan.audit.append(audit_row(**base, decision=Decision.COMPLETED, reason=Reason.JOURNEY_END,
-                                    detail=f"all {len(playbook.steps)} steps done"))
+        plan.audit.append(
+            audit_row(
+                **base,
+                decision=Decision.COMPLETED,
+                reason=Reason.JOURNEY_END,
+                detail=f"all {len(playbook.steps)} steps done",
+            )
+        )
     plan.moves.append(
-        {"b_id": enrollment.id, "b_old": enrollment.step_index, "u_step_index": index,
-         "u_status": status, "u_next_run_at": next_run_at, "u_updated_at": now}
+        {
+            "b_id": enrollment.id,
+            "b_old": enrollment.step_index,
+            "u_step_index": index,
+            "u_status": status,
+            "u_next_run_at": next_run_at,
+            "u_updated_at": now,
+        }
     )
 
 
@@ -182,39 +206,81 @@ def _plan_email(
     if not people:
         plan.result.skipped += 1
         wanted = ", ".join(spec.email.to.role) if spec.email.to else "the contact"
-        plan.audit.append(audit_row(**base, step_id=step.id, channel=channel, decision=Decision.SKIPPED,
-                                    reason=Reason.NO_RECIPIENTS, detail=f"no contact with role {wanted}"))
+        plan.audit.append(
+            audit_row(
+                **base,
+                step_id=step.id,
+                channel=channel,
+                decision=Decision.SKIPPED,
+                reason=Reason.NO_RECIPIENTS,
+                detail=f"no contact with role {wanted}",
+            )
+        )
         return
     for person in people:
         key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
         problem = email_problem(person.email)
         row = {
-            "send_key": key, "kind": "email", "channel": channel, "status": "skipped" if problem else "planned",
-            "playbook_id": playbook.id, "playbook_version": playbook.version, "step_id": step.id,
-            "enrollment_id": enrollment.id, "account_id": enrollment.account_id, "contact_id": person.id,
+            "send_key": key,
+            "kind": "email",
+            "channel": channel,
+            "status": "skipped" if problem else "planned",
+            "playbook_id": playbook.id,
+            "playbook_version": playbook.version,
+            "step_id": step.id,
+            "enrollment_id": enrollment.id,
+            "account_id": enrollment.account_id,
+            "contact_id": person.id,
             "payload": {"template": spec.email.template, "from": spec.email.from_},
-            "error": problem, "created_at": base["at"], "updated_at": base["at"],
+            "error": problem,
+            "created_at": base["at"],
+            "updated_at": base["at"],
         }
         plan.ledger.append(row)
         if problem:
             plan.result.skipped += 1
-            plan.audit.append(audit_row(**base, step_id=step.id, contact_id=person.id, channel=channel,
-                                        decision=Decision.SKIPPED, reason=Reason.INVALID_EMAIL,
-                                        detail=problem, send_key=key))
+            plan.audit.append(
+                audit_row(
+                    **base,
+                    step_id=step.id,
+                    contact_id=person.id,
+                    channel=channel,
+                    decision=Decision.SKIPPED,
+                    reason=Reason.INVALID_EMAIL,
+                    detail=problem,
+                    send_key=key,
+                )
+            )
         else:
             plan.result.emails_planned += 1
 
 
-def _plan_task(plan: _Plan, playbook: CompiledPlaybook, step: CompiledStep, enrollment: Row[Any],
-               base: dict[str, Any]) -> None:
+def _plan_task(
+    plan: _Plan,
+    playbook: CompiledPlaybook,
+    step: CompiledStep,
+    enrollment: Row[Any],
+    base: dict[str, Any],
+) -> None:
     key = send_key(playbook.id, step.id, enrollment, "task")
-    plan.ledger.append({
-        "send_key": key, "kind": "task", "channel": "task", "status": "planned",
-        "playbook_id": playbook.id, "playbook_version": playbook.version, "step_id": step.id,
-        "enrollment_id": enrollment.id, "account_id": enrollment.account_id,
-        "contact_id": enrollment.subject_id if playbook.subject == "contact" else None,
-        "payload": {}, "error": None, "created_at": base["at"], "updated_at": base["at"],
-    })
+    plan.ledger.append(
+        {
+            "send_key": key,
+            "kind": "task",
+            "channel": "task",
+            "status": "planned",
+            "playbook_id": playbook.id,
+            "playbook_version": playbook.version,
+            "step_id": step.id,
+            "enrollment_id": enrollment.id,
+            "account_id": enrollment.account_id,
+            "contact_id": enrollment.subject_id if playbook.subject == "contact" else None,
+            "payload": {},
+            "error": None,
+            "created_at": base["at"],
+            "updated_at": base["at"],
+        }
+    )
     plan.result.tasks_planned += 1
 
 
@@ -228,7 +294,11 @@ def _apply(conn: Connection, plan: _Plan) -> None:
         stmt = (
             update(enrollments)
             .where(and_(e.id == bindparam("b_id"), e.step_index == bindparam("b_old")))
-            .values(step_index=bindparam("u_step_index"), status=bindparam("u_status"),
-                    next_run_at=bindparam("u_next_run_at"), updated_at=bindparam("u_updated_at"))
+            .values(
+                step_index=bindparam("u_step_index"),
+                status=bindparam("u_status"),
+                next_run_at=bindparam("u_next_run_at"),
+                updated_at=bindparam("u_updated_at"),
+            )
         )
         conn.execute(stmt, plan.moves)

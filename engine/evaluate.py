@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Insert, String, literal, select
+from sqlalchemy import Connection, String, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason
@@ -26,9 +26,9 @@ class EvaluateResult:
     enrolled: int
 
 
-def _insert(conn: Connection) -> Insert:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(enrollments)
+def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
+    # ON CONFLICT DO NOTHING is spelled the same on both, but lives on each dialect's Insert.
+    return postgresql.insert(enrollments) if conn.dialect.name == "postgresql" else sqlite.insert(enrollments)
 
 
 def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> EvaluateResult:
@@ -53,6 +53,8 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
         _insert(conn)
         .from_select([c.name for c in source.selected_columns], source)
         .on_conflict_do_nothing(index_elements=["playbook_id", "subject_type", "subject_id", "trigger_key"])
+        # INSERT … SELECT rowcount is only kept on request (psycopg reports -1 otherwise).
+        .execution_options(preserve_rowcount=True)
     )
     enrolled = conn.execute(stmt).rowcount
     if enrolled:

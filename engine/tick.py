@@ -36,8 +36,14 @@ class PlaybookSummary:
         return asdict(self)
 
 
-def evaluate_and_advance(engine: Engine, project: Project, playbook_id: str, now: datetime, run_id: str,
-                         channel_name: str) -> PlaybookSummary:
+def evaluate_and_advance(
+    engine: Engine,
+    project: Project,
+    playbook_id: str,
+    now: datetime,
+    run_id: str,
+    channel_name: str,
+) -> PlaybookSummary:
     """Enroll new subjects and plan due steps of one playbook; commits."""
     playbook = project.by_id()[playbook_id]
     summary = PlaybookSummary(playbook_id)
@@ -55,8 +61,14 @@ def claim_batch(engine: Engine, now: datetime, limit: int = DISPATCH_BATCH) -> l
         return claim(conn, limit, now)
 
 
-def deliver_batch(engine: Engine, project: Project, ids: list[int], channel: EmailChannel, now: datetime,
-                  run_id: str) -> DispatchResult:
+def deliver_batch(
+    engine: Engine,
+    project: Project,
+    ids: list[int],
+    channel: EmailChannel,
+    now: datetime,
+    run_id: str,
+) -> DispatchResult:
     """Deliver claimed rows and record the outcomes; commits."""
     with engine.begin() as conn:
         return deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id)
@@ -72,7 +84,9 @@ def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None
         summaries.setdefault(pid, PlaybookSummary(pid)).failed += n
 
 
-def dry_run(engine: Engine, project: Project, playbook_ids: list[str], now: datetime, run_id: str) -> list[PlaybookSummary]:
+def dry_run(
+    engine: Engine, project: Project, playbook_ids: list[str], now: datetime, run_id: str
+) -> list[PlaybookSummary]:
     """What the tick would do at `now`, computed in one transaction that is rolled back."""
     summaries = {pid: PlaybookSummary(pid) for pid in playbook_ids}
     channel = NullChannel()
@@ -85,7 +99,10 @@ def dry_run(engine: Engine, project: Project, playbook_ids: list[str], now: date
                 s = summaries[pid]
                 s.matched, s.enrolled, s.skipped = ev.matched, ev.enrolled, adv.skipped
             while ids := claim(conn, DISPATCH_BATCH, now):
-                merge(summaries, deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id))
+                merge(
+                    summaries,
+                    deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id),
+                )
         finally:
             trans.rollback()
     return list(summaries.values())

@@ -17,7 +17,11 @@ from rich.table import Table
 from engine.config import load_settings
 from engine.problems import ProblemsFound
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Touchflow: tech-touch customer-success playbooks.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Touchflow: tech-touch customer-success playbooks.",
+)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -39,7 +43,9 @@ def parse_now(value: str | None) -> datetime:
 
 
 @app.command()
-def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Playbook files or directories.")] = None) -> None:
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Playbook files or directories.")] = None,
+) -> None:
     """Check playbooks and their templates; print `file:line:col: error: …` per problem."""
     from engine.validate import validate_paths
 
@@ -49,7 +55,10 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Playbook f
         out.print(problem.format(), markup=False, soft_wrap=True)
     if report.problems:
         n = len(report.problems)
-        err.print(f"{n} problem{'s' * (n != 1)} in {report.files} file{'s' * (report.files != 1)}", markup=False)
+        err.print(
+            f"{n} problem{'s' * (n != 1)} in {report.files} file{'s' * (report.files != 1)}",
+            markup=False,
+        )
         raise typer.Exit(1)
     out.print(f"ok: {len(report.playbooks)} playbooks valid ({report.files} files)", markup=False)
 
@@ -65,7 +74,8 @@ def schema() -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the store's tables (Alembic)."""
-    from engine.store.db import connect, migrate as upgrade
+    from engine.store.db import connect
+    from engine.store.db import migrate as upgrade
 
     settings = load_settings()
     upgrade(connect(settings.database_url))
@@ -79,7 +89,8 @@ def demo_data(
     now: NowOption = None,
 ) -> None:
     """Replace the store's contents with a realistic synthetic B2B SaaS customer base."""
-    from engine.store.db import connect, migrate as upgrade
+    from engine.store.db import connect
+    from engine.store.db import migrate as upgrade
     from engine.store.demo_data import generate
 
     settings = load_settings()

@@ -79,7 +79,7 @@ def compile_condition(cond: Any, ctx: SqlContext) -> ColumnElement[bool]:
     if isinstance(cond, NoEventsCondition):
         return not_(_events_at_least(ctx, cond.no_events.name, ctx.now - cond.no_events.within, 1))
     if isinstance(cond, FieldCondition):
-        parts = []
+        parts: list[ColumnElement[bool]] = []
         for name, test in cond.root.items():
             column = ctx.column(name)
             if isinstance(test, FieldOps):

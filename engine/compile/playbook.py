@@ -60,7 +60,7 @@ class CompiledPlaybook:
         """segment ∧ trigger at `now` (who would enter, before entry rules)."""
         subject_table, account_table = self._context()
         ctx = SqlContext(self.subject, subject_table, account_table, now)
-        parts = [true()]
+        parts: list[ColumnElement[bool]] = [true()]
         if self.spec.segment is not None:
             parts.append(compile_condition(self.spec.segment, ctx))
         trigger = self.spec.trigger
@@ -87,7 +87,11 @@ class CompiledPlaybook:
         key = self.trigger_key(now)
         account_id = subject_table.c.account_id if self.subject == "contact" else subject_table.c.id
         return self._from(
-            [subject_table.c.id.label("subject_id"), account_id.label("account_id"), key.label("trigger_key")]
+            [
+                subject_table.c.id.label("subject_id"),
+                account_id.label("account_id"),
+                key.label("trigger_key"),
+            ]
         ).where(self.matches(now), ~self._already_entered(subject_table.c.id, key, now))
 
     def matched_count(self, now: datetime) -> Select[Any]:
@@ -114,7 +118,15 @@ class CompiledPlaybook:
         trigger = self.spec.trigger
         if isinstance(trigger, DateTrigger):
             offset = trigger.offset
-            when = "on" if not offset else (f"{format_duration(-offset)} before" if offset < timedelta(0) else f"{format_duration(offset)} after")
+            when = (
+                "on"
+                if not offset
+                else (
+                    f"{format_duration(-offset)} before"
+                    if offset < timedelta(0)
+                    else f"{format_duration(offset)} after"
+                )
+            )
             return f"{when} {trigger.date}"
         return describe_condition(trigger)
 

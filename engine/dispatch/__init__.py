@@ -3,4 +3,12 @@
 from engine.dispatch.channels import EmailChannel, NullChannel, OutboxChannel, OutgoingEmail
 from engine.dispatch.deliver import DispatchResult, claim, deliver
 
-__all__ = ["DispatchResult", "EmailChannel", "NullChannel", "OutboxChannel", "OutgoingEmail", "claim", "deliver"]
+__all__ = [
+    "DispatchResult",
+    "EmailChannel",
+    "NullChannel",
+    "OutboxChannel",
+    "OutgoingEmail",
+    "claim",
+    "deliver",
+]

@@ -18,10 +18,10 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason, audit_row, record
+from engine.compile import CompiledPlaybook
 from engine.dispatch.channels import EmailChannel, OutgoingEmail
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
 from engine.spec import TaskStep
-from engine.compile import CompiledPlaybook
 from engine.store.models import accounts, contacts, csms, ledger, tasks
 
 TEAM_SENDER = ("Touchflow Customer Success", "success@touchflow.example")
@@ -86,19 +86,40 @@ def deliver(
     new_tasks: list[dict[str, Any]] = []
     for row in rows:
         playbook = playbooks.get(row.playbook_id)
-        base = {"at": now, "run_id": run_id, "playbook_id": row.playbook_id,
-                "playbook_version": row.playbook_version, "step_id": row.step_id,
-                "enrollment_id": row.enrollment_id, "account_id": row.account_id,
-                "contact_id": row.contact_id, "channel": row.channel, "send_key": row.send_key}
+        base = {
+            "at": now,
+            "run_id": run_id,
+            "playbook_id": row.playbook_id,
+            "playbook_version": row.playbook_version,
+            "step_id": row.step_id,
+            "enrollment_id": row.enrollment_id,
+            "account_id": row.account_id,
+            "contact_id": row.contact_id,
+            "channel": row.channel,
+            "send_key": row.send_key,
+        }
         try:
             if playbook is None:
                 raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
             if row.kind == "task":
                 task = _build_task(row, playbook, ctx, now)
                 new_tasks.append(task)
-                outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": f"task:{row.send_key}", "u_error": None})
-                audits.append(audit_row(**base, decision=Decision.TASK_OPENED, reason=Reason.TASK_CREATED,
-                                        detail=f"{task['priority']} task for csm {task['csm_id'] or 'team queue'}: {task['title']}"))
+                outcomes.append(
+                    {
+                        "b_id": row.id,
+                        "u_status": "sent",
+                        "u_pid": f"task:{row.send_key}",
+                        "u_error": None,
+                    }
+                )
+                audits.append(
+                    audit_row(
+                        **base,
+                        decision=Decision.TASK_OPENED,
+                        reason=Reason.TASK_CREATED,
+                        detail=f"{task['priority']} task for csm {task['csm_id'] or 'team queue'}: {task['title']}",
+                    )
+                )
                 result.tasks[row.playbook_id] += 1
                 continue
             email = _build_email(row, playbook, ctx, renderer, now)
@@ -110,9 +131,15 @@ def deliver(
             _fail(outcomes, audits, result, row, base, Reason.CHANNEL_ERROR, f"{channel.name}: {exc}")
             continue
         outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": message_id, "u_error": None})
-        audits.append(audit_row(**base, decision=Decision.SENT, reason=Reason.DELIVERED_TO_CHANNEL,
-                                detail=f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}",
-                                content_hash=email.rendered.content_hash))
+        audits.append(
+            audit_row(
+                **base,
+                decision=Decision.SENT,
+                reason=Reason.DELIVERED_TO_CHANNEL,
+                detail=f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}",
+                content_hash=email.rendered.content_hash,
+            )
+        )
         result.emails[row.playbook_id] += 1
     if new_tasks:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -121,16 +148,27 @@ def deliver(
         conn.execute(
             update(ledger)
             .where(ledger.c.id == bindparam("b_id"))
-            .values(status=bindparam("u_status"), provider_message_id=bindparam("u_pid"),
-                    error=bindparam("u_error"), updated_at=now),
+            .values(
+                status=bindparam("u_status"),
+                provider_message_id=bindparam("u_pid"),
+                error=bindparam("u_error"),
+                updated_at=now,
+            ),
             outcomes,
         )
     record(conn, audits)
     return result
 
 
-def _fail(outcomes: list[dict[str, Any]], audits: list[dict[str, Any]], result: DispatchResult,
-          row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -> None:
+def _fail(
+    outcomes: list[dict[str, Any]],
+    audits: list[dict[str, Any]],
+    result: DispatchResult,
+    row: Row[Any],
+    base: dict[str, Any],
+    reason: Reason,
+    message: str,
+) -> None:
     outcomes.append({"b_id": row.id, "u_status": "failed", "u_pid": None, "u_error": message})
     audits.append(audit_row(**base, decision=Decision.FAILED, reason=reason, detail=message))
     result.failed[row.playbook_id] += 1
@@ -153,7 +191,11 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
     contact = ctx.contacts.get(row.contact_id) if row.contact_id is not None else None
     csm = ctx.csms.get(account["csm_id"]) if account["csm_id"] is not None else None
     from_csm = row.payload.get("from") == "csm" and csm is not None
-    sender = {"name": csm["name"], "email": csm["email"]} if from_csm and csm else dict(zip(("name", "email"), TEAM_SENDER, strict=True))
+    sender = (
+        {"name": csm["name"], "email": csm["email"]}
+        if from_csm and csm
+        else dict(zip(("name", "email"), TEAM_SENDER, strict=True))
+    )
     public = os.environ.get("TOUCHFLOW_PUBLIC_URL", "https://app.touchflow.example").rstrip("/")
     return {
         "account": account,
@@ -166,8 +208,9 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
     }
 
 
-def _build_email(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, renderer: EmailRenderer,
-                 now: datetime) -> OutgoingEmail:
+def _build_email(
+    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, renderer: EmailRenderer, now: datetime
+) -> OutgoingEmail:
     context = _template_context(row, playbook, ctx)
     contact = context["contact"]
     if not contact:
@@ -175,9 +218,15 @@ def _build_email(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, rende
     chain = locale_chain(contact.get("locale"), context["account"].get("locale"))
     rendered = renderer.render(row.payload["template"], chain, context)
     return OutgoingEmail(
-        send_key=row.send_key, sender_name=context["sender"]["name"], sender_email=context["sender"]["email"],
-        to_name=contact["name"], to_email=contact["email"], rendered=rendered,
-        playbook_id=row.playbook_id, step_id=row.step_id, at=now,
+        send_key=row.send_key,
+        sender_name=context["sender"]["name"],
+        sender_email=context["sender"]["email"],
+        to_name=contact["name"],
+        to_email=contact["email"],
+        rendered=rendered,
+        playbook_id=row.playbook_id,
+        step_id=row.step_id,
+        at=now,
     )
 
 
@@ -188,10 +237,15 @@ def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: d
     spec = step.spec.task
     context = _template_context(row, playbook, ctx)
     return {
-        "send_key": row.send_key, "playbook_id": row.playbook_id, "step_id": row.step_id,
-        "account_id": row.account_id, "csm_id": context["account"]["csm_id"],
-        "title": render_inline(spec.title, context).strip()[:300], "body": render_inline(spec.body, context).strip(),
-        "priority": spec.priority, "status": "open", "due_at": now + spec.due, "created_at": now,
+        "send_key": row.send_key,
+        "playbook_id": row.playbook_id,
+        "step_id": row.step_id,
+        "account_id": row.account_id,
+        "csm_id": context["account"]["csm_id"],
+        "title": render_inline(spec.title, context).strip()[:300],
+        "body": render_inline(spec.body, context).strip(),
+        "priority": spec.priority,
+        "status": "open",
+        "due_at": now + spec.due,
+        "created_at": now,
     }
-
-

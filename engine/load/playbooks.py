@@ -39,7 +39,14 @@ def load_playbook_text(raw: bytes | str, path: str) -> LoadedPlaybook:
         kind = type(located.data).__name__
         kind = {"list": "a list", "str": "a string", "int": "a number"}.get(kind, kind)
         raise ProblemsFound(
-            [Problem(path, 1, 1, f"a playbook is a mapping (id: ..., name: ..., trigger: ..., steps: ...), not {kind}")]
+            [
+                Problem(
+                    path,
+                    1,
+                    1,
+                    f"a playbook is a mapping (id: ..., name: ..., trigger: ..., steps: ...), not {kind}",
+                )
+            ]
         )
     try:
         spec = Playbook.model_validate(located.data)

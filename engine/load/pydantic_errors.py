@@ -35,10 +35,9 @@ def _data_path(data: Any, loc: tuple[int | str, ...], root: type[BaseModel]) -> 
     for i, part in enumerate(loc):
         if _is_tag(root, loc[:i], part):
             continue
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             node = node[part]
             path.append(part)
     return tuple(path)

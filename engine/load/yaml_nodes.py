@@ -70,7 +70,7 @@ class _Builder:
                 continue
             key = str(key) if not isinstance(key, str) else key
             if key in out:
-                line, col = self.marks.get(at + (key,), (0, 0))
+                line, _ = self.marks.get(at + (key,), (0, 0))
                 self._problem(key_node, f"duplicate key '{key}' (first defined at line {line})")
                 continue
             self._mark(at + (key,), key_node)
@@ -105,7 +105,16 @@ def parse_yaml(raw: bytes | str, path: str) -> Located:
     except yaml.YAMLError as exc:  # e.g. more than one document
         raise ProblemsFound([Problem(path, 1, 1, f"YAML: {exc}")]) from None
     if root is None:
-        raise ProblemsFound([Problem(path, 1, 1, "file is empty; a playbook is a mapping with id, name, trigger and steps")])
+        raise ProblemsFound(
+            [
+                Problem(
+                    path,
+                    1,
+                    1,
+                    "file is empty; a playbook is a mapping with id, name, trigger and steps",
+                )
+            ]
+        )
     builder = _Builder(path)
     try:
         data = builder.build(root, ())

@@ -5,8 +5,8 @@ from engine.render.email import (
     EmailRenderer,
     RenderedEmail,
     RenderError,
-    locale_chain,
     inline_template_error,
+    locale_chain,
     render_inline,
 )
 

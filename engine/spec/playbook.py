@@ -121,15 +121,14 @@ STEP_KINDS = ("email", "task", "wait")
 
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        kinds = [k for k in STEP_KINDS if k in value]
-        return kinds[0] if len(kinds) == 1 else None
-    return {EmailStep: "email", TaskStep: "task", WaitStep: "wait"}.get(type(value))
+        present = [k for k in STEP_KINDS if k in value]
+        return present[0] if len(present) == 1 else None
+    by_class: dict[type, str] = {EmailStep: "email", TaskStep: "task", WaitStep: "wait"}
+    return by_class.get(type(value))
 
 
 Step = Annotated[
-    Annotated[EmailStep, Tag("email")]
-    | Annotated[TaskStep, Tag("task")]
-    | Annotated[WaitStep, Tag("wait")],
+    Annotated[EmailStep, Tag("email")] | Annotated[TaskStep, Tag("task")] | Annotated[WaitStep, Tag("wait")],
     Discriminator(
         _step_kind,
         custom_error_type="invalid_step",

@@ -9,7 +9,7 @@ are chosen for the evaluator's queries: event windows look events up by
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -36,7 +37,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 class Base(DeclarativeBase):
     """Declarative base; naming convention keeps constraint names stable across dialects."""
 
-    type_annotation_map = {dict[str, Any]: JSONType}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONType}
 
 
 Base.metadata.naming_convention = {
@@ -232,11 +233,13 @@ class AuditEntry(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
 
 
-accounts = Account.__table__
-contacts = Contact.__table__
-events = Event.__table__
-csms = Csm.__table__
-enrollments = Enrollment.__table__
-ledger = LedgerEntry.__table__
-tasks = Task.__table__
-audit_log = AuditEntry.__table__
+# Core Table handles for set-based statements (the ORM classes above define them).
+accounts = cast(Table, Account.__table__)
+contacts = cast(Table, Contact.__table__)
+events = cast(Table, Event.__table__)
+csms = cast(Table, Csm.__table__)
+health_history = cast(Table, HealthHistory.__table__)
+enrollments = cast(Table, Enrollment.__table__)
+ledger = cast(Table, LedgerEntry.__table__)
+tasks = cast(Table, Task.__table__)
+audit_log = cast(Table, AuditEntry.__table__)

@@ -58,7 +58,12 @@ def validate_paths(paths: Iterable[Path], templates_dir: Path, base: Path | None
         if other is not None:
             line, col = loaded.located.where(("id",))
             report.problems.append(
-                Problem(loaded.path, line, col, f"playbook id '{loaded.spec.id}' is also used by {other.path}")
+                Problem(
+                    loaded.path,
+                    line,
+                    col,
+                    f"playbook id '{loaded.spec.id}' is also used by {other.path}",
+                )
             )
             continue
         first_seen[loaded.spec.id] = loaded

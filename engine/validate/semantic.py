@@ -129,9 +129,17 @@ def _value(info: FieldInfo, op: str, value: Any, at: Path) -> Iterator[tuple[Pat
         "json": True,
     }[info.kind]
     if not ok:
-        example = {"number": "20000", "string": "low_touch", "date": "2026-01-31", "datetime": "2026-01-31T09:00:00"}
+        example = {
+            "number": "20000",
+            "string": "low_touch",
+            "date": "2026-01-31",
+            "datetime": "2026-01-31T09:00:00",
+        }
         hint = f", e.g. {example[info.kind]}" if info.kind in example else ""
-        yield at, f"'{info.name}' is a {info.kind} field; {op} needs a {info.kind}{hint} (got {value!r})"
+        yield (
+            at,
+            f"'{info.name}' is a {info.kind} field; {op} needs a {info.kind}{hint} (got {value!r})",
+        )
 
 
 def _templates_used(spec: Playbook) -> list[str]:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from engine.store.models import Base
 
 config = context.config
 engine = config.attributes.get("engine")
-if engine is None:  # invoked from the alembic CLI
+if engine is None:  # invoked from the alembic CLI: sqlalchemy.url, else TOUCHFLOW_DATABASE_URL
     from engine.config import load_settings
     from engine.store.db import connect
 
-    engine = connect(load_settings().database_url) if config.get_main_option("sqlalchemy.url") is None else create_engine(config.get_main_option("sqlalchemy.url"))  # noqa: E501
+    engine = connect(config.get_main_option("sqlalchemy.url") or load_settings().database_url)
 
 with engine.begin() as connection:
     context.configure(

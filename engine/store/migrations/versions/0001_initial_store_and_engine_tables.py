@@ -27,9 +27,7 @@ def upgrade() -> None:
         sa.Column("playbook_id", sa.String(length=100), nullable=False),
         sa.Column("playbook_version", sa.String(length=64), nullable=False),
         sa.Column("step_id", sa.String(length=100), nullable=True),
-        sa.Column(
-            "enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("account_id", sa.Integer(), nullable=True),
         sa.Column("contact_id", sa.Integer(), nullable=True),
         sa.Column("channel", sa.String(length=20), nullable=True),
@@ -78,9 +76,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_enrollments_due", ["playbook_id", "status", "next_run_at"], unique=False
-        )
+        batch_op.create_index("ix_enrollments_due", ["playbook_id", "status", "next_run_at"], unique=False)
 
     op.create_table(
         "events",
@@ -97,12 +93,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_events_account_name_at", ["account_id", "name", "occurred_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_events_contact_name_at", ["contact_id", "name", "occurred_at"], unique=False
-        )
+        batch_op.create_index("ix_events_account_name_at", ["account_id", "name", "occurred_at"], unique=False)
+        batch_op.create_index("ix_events_contact_name_at", ["contact_id", "name", "occurred_at"], unique=False)
         batch_op.create_index("ix_events_name_at", ["name", "occurred_at"], unique=False)
 
     op.create_table(
@@ -123,9 +115,7 @@ def upgrade() -> None:
         sa.Column("playbook_id", sa.String(length=100), nullable=False),
         sa.Column("playbook_version", sa.String(length=64), nullable=False),
         sa.Column("step_id", sa.String(length=100), nullable=False),
-        sa.Column(
-            "enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=True),
         sa.Column(
@@ -190,9 +180,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_accounts_csm_id"), ["csm_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_accounts_renewal_date"), ["renewal_date"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_accounts_renewal_date"), ["renewal_date"], unique=False)
 
     op.create_table(
         "contacts",
@@ -208,9 +196,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_contacts_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_contacts_account_id_accounts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contacts")),
     )
     with op.batch_alter_table("contacts", schema=None) as batch_op:

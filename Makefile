@@ -1,0 +1,43 @@
+# The two commands of a fresh machine: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_ACCOUNTS ?= 2000
+
+.PHONY: demo test lint typecheck pytest schema golden clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/touchflow validate
+	$(BIN)/touchflow demo-data --accounts $(DEMO_ACCOUNTS) --seed 7
+	$(BIN)/touchflow run
+	@echo "Run it again — nothing is sent twice:"
+	$(BIN)/touchflow run
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine flows tests
+	$(BIN)/ruff format --check engine flows tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+schema: $(STAMP)  ## regenerate schemas/playbook.schema.json after changing engine/spec
+	$(BIN)/touchflow schema > schemas/playbook.schema.json
+
+golden: $(STAMP)  ## rewrite golden files (compiled SQL) after an intended change; review the diff
+	TOUCHFLOW_UPDATE_GOLDEN=1 $(BIN)/pytest tests/compile -q
+
+clean:
+	rm -rf $(VENV) outbox .prefect touchflow.db touchflow.db-*

@@ -1,0 +1,51 @@
+"""The pure stages stay pure: no orchestration, provider or web imports, no database sessions."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PURE_PACKAGES = ["engine.spec", "engine.load", "engine.validate", "engine.compile", "engine.render"]
+FORBIDDEN_MODULES = ["prefect", "sendgrid", "fastapi", "starlette", "flows"]
+
+
+def test_pure_stages_import_no_orchestration_or_providers() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {p}\n" for p in PURE_PACKAGES)
+        + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_MODULES!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
+def test_pure_stages_never_touch_a_connection() -> None:
+    offenders = []
+    for package in PURE_PACKAGES:
+        for path in (REPO / package.replace(".", "/")).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module in (
+                    "sqlalchemy",
+                    "sqlalchemy.orm",
+                ):
+                    names = {a.name for a in node.names}
+                    if names & {"Connection", "Engine", "Session", "create_engine", "sessionmaker"}:
+                        offenders.append(f"{path.relative_to(REPO)}: {sorted(names)}")
+    assert offenders == []
+
+
+def test_engine_never_imports_flows_or_cli() -> None:
+    offenders = []
+    for path in (REPO / "engine").rglob("*.py"):
+        if "cli" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "flows":
+                offenders.append(str(path.relative_to(REPO)))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("engine.cli"):
+                offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
