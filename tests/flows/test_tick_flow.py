@@ -1,0 +1,86 @@
+"""The real Prefect tick flow, under prefect_test_harness, over a small generated store.
+
+One harness per session (it costs ~20 s to start); both databases run through it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from engine.store.demo_data import generate
+from engine.store.models import audit_log, enrollments, ledger, tasks
+from tests.factories import project
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+NOW = datetime(2026, 11, 23, 9, 0)
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            "enrollments": conn.execute(select(func.count()).select_from(enrollments)).scalar_one(),
+            "emails_sent": conn.execute(
+                select(func.count()).where(ledger.c.kind == "email", ledger.c.status == "sent")
+            ).scalar_one(),
+            "tasks": conn.execute(select(func.count()).select_from(tasks)).scalar_one(),
+            "audit": conn.execute(select(func.count()).select_from(audit_log)).scalar_one(),
+        }
+
+
+def test_tick_flow_end_to_end(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate(db, accounts=300, seed=11, now=NOW.replace(hour=0))
+    proj = project(tmp_path, db_url)
+    monkeypatch.setenv("TOUCHFLOW_PROJECT_DIR", str(proj.settings.project_dir))
+    monkeypatch.setenv("TOUCHFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("TOUCHFLOW_OUTBOX", str(proj.settings.outbox_dir))
+    from flows.tick import tick
+
+    first = {row["playbook"]: row for row in tick(now=NOW)}
+    assert set(first) == {"renewal-90d", "inactive-60d", "support-spike"}
+    assert all(row["enrolled"] > 0 for row in first.values()), first
+    assert first["support-spike"]["tasks"] == first["support-spike"]["enrolled"]
+
+    files = sorted(proj.settings.outbox_dir.glob("*.eml"))
+    after_first = _counts(db)
+    assert len(files) == after_first["emails_sent"] == sum(r["emails"] for r in first.values()) > 0
+    assert after_first["tasks"] == first["support-spike"]["tasks"]
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert message["X-Touchflow-Send-Key"] == files[0].stem
+    with db.connect() as conn:
+        decisions = dict(conn.execute(select(audit_log.c.decision, func.count()).group_by(audit_log.c.decision)).all())
+    assert decisions["sent"] == len(files)
+    assert decisions["enrolled"] == sum(r["enrolled"] for r in first.values())
+    assert decisions["task_opened"] == after_first["tasks"]
+
+    second = {row["playbook"]: row for row in tick(now=NOW)}
+    assert all((r["enrolled"], r["emails"], r["tasks"]) == (0, 0, 0) for r in second.values()), second
+    assert _counts(db) == after_first
+    assert sorted(proj.settings.outbox_dir.glob("*.eml")) == files
+
+    preview = {row["playbook"]: row for row in tick(now=NOW.replace(day=24), dry_run=True)}
+    assert set(preview) == set(first)
+    assert _counts(db) == after_first  # a dry run writes nothing
