@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.table import Table
 
@@ -127,12 +129,21 @@ def run(
     settings = load_settings()
     _prefect_environment(settings.project_dir)
     from engine.project import load_project
+    from engine.store.db import connect
+    from engine.store.db import migrate as upgrade
 
     try:
         load_project(settings)  # fail fast, with file:line:col, before Prefect starts
     except ProblemsFound as exc:
         for problem in exc.problems:
             err.print(problem.format(), markup=False)
+        raise typer.Exit(1) from None
+    try:
+        upgrade(connect(settings.database_url))  # a new store gets its tables; an old one its upgrades
+    except SQLAlchemyError as exc:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        reason = getattr(exc, "orig", None) or exc
+        err.print(f"cannot open the store at {shown}: {reason}", markup=False)
         raise typer.Exit(1) from None
     from flows.tick import tick
 
