@@ -7,15 +7,18 @@ keys were allowed where a key was unknown.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Union
 
-from pydantic import BaseModel, RootModel, ValidationError
+from pydantic import BaseModel, RootModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from engine.load.yaml_nodes import Located, Path
 from engine.problems import Problem, did_you_mean
+from engine.spec.playbook import IDENTIFIER, TEMPLATE_NAME
 
 
 def problems_from_validation(error: ValidationError, located: Located, root: type[BaseModel]) -> list[Problem]:
@@ -25,7 +28,9 @@ def problems_from_validation(error: ValidationError, located: Located, root: typ
         path = _data_path(located.data, err["loc"], root)
         line, col = located.where(path)
         out.add(Problem(located.path, line, col, _message(err, path, located.data, root)))
-    return sorted(out)
+    # "unknown key 'templat' (did you mean 'template'?)" already says what "missing 'template'" would.
+    suggested = {m.group(1) for p in out if (m := re.search(r"\(did you mean '([^']+)'\?\)", p.message))}
+    return sorted(p for p in out if not any(p.message.startswith(f"missing required key '{k}'") for k in suggested))
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...], root: type[BaseModel]) -> Path:
@@ -56,14 +61,42 @@ def _message(err: ErrorDetails, path: Path, data: Any, root: type[BaseModel]) ->
         name = str(err["loc"][-1])
         parent = _dotted(path)
         return f"missing required key '{name}'" + (f" in '{parent}'" if parent else "")
+    friendly = _FRIENDLY.get(kind)
+    if friendly is not None:
+        return f"{where}: {friendly(err)}" if where else friendly(err)
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if msg.startswith("Input should be"):
         msg = "should be" + msg[len("Input should be") :]
     value = err.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    shown = "" if isinstance(value, dict | list) or repr(value) in msg else f" (got {value!r})"
     return f"{where}: {msg}{shown}" if where else f"{msg}{shown}"
+
+
+def _pattern(err: ErrorDetails) -> str:
+    value = str(err.get("input"))
+    pattern = str((err.get("ctx") or {}).get("pattern", ""))
+    if pattern == IDENTIFIER:
+        return f"'{value}' is not an identifier: use lower-case letters, digits, '-' and '_'"
+    if pattern == TEMPLATE_NAME:
+        bare = value.split(".")[0]
+        hint = f" (did you mean '{bare}'?)" if bare != value and re.match(TEMPLATE_NAME, bare) else ""
+        return (
+            f"'{value}' is not a template name: write the path under templates/email/ without locale or extension{hint}"
+        )
+    return f"'{value}' does not match {pattern}"
+
+
+_FRIENDLY: dict[str, Callable[[ErrorDetails], str]] = {
+    "too_short": lambda err: (
+        "must not be empty"
+        if not err.get("input")
+        else f"needs at least {(err.get('ctx') or {}).get('min_length')} items"
+    ),
+    "string_pattern_mismatch": _pattern,
+    "string_too_short": lambda err: "must not be empty",
+}
 
 
 def _dotted(path: Path) -> str:
@@ -80,26 +113,33 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]
     return set()
 
 
+Candidate = tuple[Any, tuple[str, ...]]
+"""A type the data may have at a location, with the union tags pydantic will put in the path first."""
+
+
 def _is_tag(root: type[BaseModel], before: tuple[int | str, ...], part: int | str) -> bool:
-    return isinstance(part, str) and any(tag == part for _, tag in _candidates_at(root, before))
+    return isinstance(part, str) and any(tags and tags[0] == part for _, tags in _candidates_at(root, before))
 
 
 def _models_at(tp: Any, loc: tuple[int | str, ...]) -> list[type[BaseModel]]:
     candidates = _candidates_at(tp, loc)
-    return [c for c, _ in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return [c for c, tags in candidates if not tags and isinstance(c, type) and issubclass(c, BaseModel)]
 
 
-def _candidates_at(tp: Any, loc: tuple[int | str, ...]) -> list[tuple[Any, str | None]]:
+def _candidates_at(tp: Any, loc: tuple[int | str, ...]) -> list[Candidate]:
     candidates = _expand(tp)
     for part in loc:
-        nxt: list[Any] = []
-        for cand, tag in candidates:
-            if isinstance(part, str) and tag is not None and part == tag:
-                nxt.append((cand, None))
+        tagged = [(c, tags[1:]) for c, tags in candidates if tags and tags[0] == part]
+        if tagged:
+            candidates = tagged
+            continue
+        nxt: list[Candidate] = []
+        for cand, tags in candidates:
+            if tags:
                 continue
             if isinstance(cand, type) and issubclass(cand, RootModel):
                 cand = cand.model_fields["root"].annotation
-            origin = typing.get_origin(cand)
+            origin: Any = typing.get_origin(cand)
             if isinstance(part, int) and origin is list:
                 nxt.extend(_expand(typing.get_args(cand)[0]))
             elif isinstance(part, str) and origin is dict:
@@ -112,17 +152,17 @@ def _candidates_at(tp: Any, loc: tuple[int | str, ...]) -> list[tuple[Any, str |
     return candidates
 
 
-def _expand(tp: Any, tag: str | None = None) -> list[tuple[Any, str | None]]:
-    """Unwrap Annotated/Optional/unions into (type, union tag) pairs."""
+def _expand(tp: Any, tags: tuple[str, ...] = ()) -> list[Candidate]:
+    """Unwrap Annotated/Optional/unions into (type, union tags outermost first)."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         args = typing.get_args(tp)
-        tags = [m.tag for m in args[1:] if type(m).__name__ == "Tag"]
-        return _expand(args[0], tags[0] if tags else tag)
+        own = tuple(m.tag for m in args[1:] if isinstance(m, Tag))
+        return _expand(args[0], tags + own)
     if origin in (Union, types.UnionType):
-        out: list[tuple[Any, str | None]] = []
+        out: list[Candidate] = []
         for arg in typing.get_args(tp):
             if arg is not type(None):
-                out.extend(_expand(arg, tag))
+                out.extend(_expand(arg, tags))
         return out
-    return [(tp, tag)]
+    return [(tp, tags)]

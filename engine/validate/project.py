@@ -42,14 +42,20 @@ def validate_paths(paths: Iterable[Path], templates_dir: Path, base: Path | None
     renderer = EmailRenderer(templates_dir)
     first_seen: dict[str, LoadedPlaybook] = {}
     template_problems_seen: set[Problem] = set()
-    for path in playbook_files(paths):
+    paths = list(paths)
+    for given in paths:
+        if not given.exists():
+            report.problems.append(Problem(_display(given, base), 1, 1, "no such file or directory"))
+        elif given.is_dir() and not playbook_files([given]):
+            report.problems.append(Problem(_display(given, base), 1, 1, "no playbook files (*.yaml, *.yml) here"))
+    for path in playbook_files(p for p in paths if p.exists()):
         report.files += 1
         try:
             loaded = load_playbook(path, _display(path, base))
         except ProblemsFound as exc:
             report.problems.extend(exc.problems)
             continue
-        problems = check_playbook(loaded, renderer)
+        problems = check_playbook(loaded, renderer, lambda p: _display(p, base))
         # Templates shared by several playbooks report their problems once.
         fresh = [p for p in problems if p not in template_problems_seen]
         template_problems_seen.update(problems)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from pathlib import Path as FilePath
 from typing import Any
 
 from engine.load import LoadedPlaybook
@@ -21,20 +22,22 @@ from engine.spec.conditions import (
     FieldOps,
     NotOf,
 )
-from engine.spec.playbook import DateTrigger
+from engine.spec.playbook import DateTrigger, step_id
 from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
 
 _ORDERING = ("lt", "lte", "gt", "gte")
 
 
-def check_playbook(loaded: LoadedPlaybook, renderer: EmailRenderer) -> list[Problem]:
+def check_playbook(
+    loaded: LoadedPlaybook, renderer: EmailRenderer, display: Callable[[FilePath], str] = str
+) -> list[Problem]:
     """Every semantic problem of one playbook, pointing into its file (or a template file)."""
     found: list[Problem] = []
     for path, message in _spec_problems(loaded.spec, renderer):
         line, col = loaded.located.where(path)
         found.append(Problem(loaded.path, line, col, message))
     for name in _templates_used(loaded.spec):
-        found.extend(template_problems(renderer, name))
+        found.extend(template_problems(renderer, name, display))
     return found
 
 
@@ -45,8 +48,13 @@ def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Pa
         yield from _date_trigger(spec.trigger, spec)
     else:
         yield from _condition(spec.trigger, ("trigger",), spec)
+    seen: set[str] = set()
     for i, step in enumerate(spec.steps):
         at: Path = ("steps", i)
+        sid = step_id(step, i)
+        if sid in seen:
+            yield (*at, "id"), f"step id '{sid}' is used twice; step ids must be unique"
+        seen.add(sid)
         if isinstance(step, EmailStep):
             email = step.email
             if spec.subject == "account" and email.to is None:
@@ -68,7 +76,8 @@ def _missing_template(renderer: EmailRenderer, name: str) -> str:
         for p in renderer.templates_dir.rglob("*.html")
         if not p.name.startswith("_")
     )
-    return f"template '{name}' not found under {renderer.templates_dir.name}/{did_you_mean(name, known)}"
+    where = f"{renderer.templates_dir.parent.name}/{renderer.templates_dir.name}/"
+    return f"template '{name}' not found under {where}{did_you_mean(name, known)}"
 
 
 def _date_trigger(trigger: DateTrigger, spec: Playbook) -> Iterator[tuple[Path, str]]:
