@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, String, literal, select
+from sqlalchemy import Connection, String, and_, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason
 from engine.compile import CompiledPlaybook
-from engine.store.models import audit_log, enrollments
+from engine.store.models import audit_log, condition_state, enrollments
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,37 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
     enrolled = conn.execute(stmt).rowcount
     if enrolled:
         _audit_enrollments(conn, playbook, now, run_id)
+    if playbook.edge_triggered:
+        _remember_condition(conn, playbook, now)
     return EvaluateResult(matched=int(matched), enrolled=max(enrolled, 0))
+
+
+def _remember_condition(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> None:
+    """Record, set-based, for whom the condition holds now: the edge the next tick compares with."""
+    holding = playbook.matching_subjects(now).subquery("holding")
+    cs = condition_state.c
+    mine = and_(cs.playbook_id == playbook.id, cs.subject_type == playbook.subject)
+    conn.execute(
+        update(condition_state)
+        .where(mine, cs.is_true.is_(True), cs.subject_id.not_in(select(holding.c.subject_id)))
+        .values(is_true=False, changed_at=now)
+    )
+    rows = select(
+        literal(playbook.id, String).label("playbook_id"),
+        literal(playbook.subject, String).label("subject_type"),
+        holding.c.subject_id,
+        literal(True).label("is_true"),
+        literal(now).label("changed_at"),
+    ).where(holding.c.subject_id.is_not(None))
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(condition_state).from_select([c.name for c in rows.selected_columns], rows)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["playbook_id", "subject_type", "subject_id"],
+            set_={"is_true": True, "changed_at": now},
+            where=condition_state.c.is_true.is_(False),
+        )
+    )
 
 
 def _audit_enrollments(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> None:

@@ -1,31 +1,59 @@
 """Conditions → SQLAlchemy boolean expressions over the subject's row, its account and events.
 
-A fixed table of operators; values are always bound parameters, never SQL text. Event windows
-are shaped for the indexes in the store: EXISTS / NOT EXISTS correlated on
-events(account_id|contact_id, name, occurred_at), and IN (… GROUP BY … HAVING) for counts.
+A fixed table of operators; values are always bound parameters, never SQL text. Event
+constructs are shaped for the store's indexes and for set-based plans:
+
+- existence (`events` with at_least 1, `no_events`): EXISTS / NOT EXISTS correlated on
+  events(account_id|contact_id, name, occurred_at) — an index probe per subject;
+- counts, first/last occurrence and trends: `subject IN (SELECT owner FROM events WHERE name = …
+  AND occurred_at > … GROUP BY owner HAVING …)` — one uncorrelated pass over the window, using
+  the (name, occurred_at) index;
+- per-tier thresholds: one such subquery per tier, OR-ed under `tier = …`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Table,
+    and_,
+    case,
+    distinct,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
+    ActiveShareCondition,
     AllOf,
     AnyOf,
     EventsCondition,
+    EventWindow,
     FieldCondition,
     FieldOps,
+    FirstEventCondition,
+    LastEventCondition,
     NoEventsCondition,
     NotOf,
+    Occurrence,
+    PerTier,
+    PropertyFilter,
+    TrendCondition,
 )
 from engine.store.catalogue import resolve_field
-from engine.store.models import events
+from engine.store.models import contacts, events
 
 Subject = Literal["account", "contact"]
 
@@ -39,31 +67,75 @@ class SqlContext:
     account_table: Table
     now: datetime
 
-    def column(self, name: str) -> ColumnElement[Any]:
+    def column(self, name: str, sample: Any = None) -> ColumnElement[Any]:
+        """The column (or JSON trait, typed like `sample`) a field name refers to."""
         info = resolve_field(name, self.subject)
         if info is None:  # validation rejects these first; this is a programming error
             raise KeyError(f"unknown field {name!r} for {self.subject} subjects")
         table = self.account_table if info.table == "account" else self.subject_table
-        return table.c[info.name]
+        column = table.c[info.name]
+        return json_value(column[info.key], sample) if info.key else column
 
-    def event_owner(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-        """(events column, subject column) that tie an event to the subject."""
-        if self.subject == "contact":
+    def owner(self, per: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """(events column, subject-side column) tying events to the subject, per subject or account."""
+        if self.subject == "contact" and per != "account":
             return events.c.contact_id, self.subject_table.c.id
-        return events.c.account_id, self.subject_table.c.id
+        subject_account = self.subject_table.c.account_id if self.subject == "contact" else self.subject_table.c.id
+        return events.c.account_id, subject_account
 
 
-_OPS: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = {
-    "eq": lambda c, v: c == v,
-    "ne": lambda c, v: c != v,
-    "lt": lambda c, v: c < v,
-    "lte": lambda c, v: c <= v,
-    "gt": lambda c, v: c > v,
-    "gte": lambda c, v: c >= v,
-    "in_": lambda c, v: c.in_(v),
-    "not_in": lambda c, v: c.not_in(v),
-    "exists": lambda c, v: c.is_not(None) if v else c.is_(None),
+def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
+    """A JSON value read as the type of `sample` (the value it is compared with)."""
+    if isinstance(sample, bool):
+        return element.as_boolean()  # type: ignore[no-any-return]
+    if isinstance(sample, int | float):
+        return element.as_float()  # type: ignore[no-any-return]
+    return element.as_string()  # type: ignore[no-any-return]
+
+
+def _sample(test: Any) -> Any:
+    """A value of the test, to type a JSON extraction by."""
+    if not isinstance(test, FieldOps):
+        return test
+    for op in ("eq", "ne", "lt", "lte", "gt", "gte", "contains"):
+        if getattr(test, op) is not None:
+            return getattr(test, op)
+    for op in ("in_", "not_in", "between"):
+        values = getattr(test, op)
+        if values:
+            return values[0]
+    return ""
+
+
+def _today_or_now(column: ColumnElement[Any], now: datetime, delta: timedelta) -> date | datetime:
+    return (now + delta).date() if isinstance(column.type, Date) else now + delta
+
+
+_OPS: dict[str, Callable[[ColumnElement[Any], Any, datetime], ColumnElement[bool]]] = {
+    "eq": lambda c, v, _: c == v,
+    "ne": lambda c, v, _: c != v,
+    "lt": lambda c, v, _: c < v,
+    "lte": lambda c, v, _: c <= v,
+    "gt": lambda c, v, _: c > v,
+    "gte": lambda c, v, _: c >= v,
+    "in_": lambda c, v, _: c.in_(v),
+    "not_in": lambda c, v, _: c.not_in(v),
+    "exists": lambda c, v, _: c.is_not(None) if v else c.is_(None),
+    "contains": lambda c, v, _: c.contains(v, autoescape=True),
+    "between": lambda c, v, _: c.between(v[0], v[1]),
+    "within_next": lambda c, d, now: c.between(_today_or_now(c, now, timedelta(0)), _today_or_now(c, now, d)),
+    "within_last": lambda c, d, now: c.between(_today_or_now(c, now, -d), _today_or_now(c, now, timedelta(0))),
+    "older_than": lambda c, d, now: c < _today_or_now(c, now, -d),
+    "further_than": lambda c, d, now: c > _today_or_now(c, now, d),
 }
+
+
+def field_test(column: ColumnElement[Any], test: Any, now: datetime) -> ColumnElement[bool]:
+    """The predicate of one field test (operators, or a bare value meaning eq)."""
+    if not isinstance(test, FieldOps):
+        equal: ColumnElement[bool] = column == test
+        return equal
+    return and_(*(_OPS[op](column, getattr(test, op), now) for op in sorted(test.model_fields_set)))
 
 
 def compile_condition(cond: Any, ctx: SqlContext) -> ColumnElement[bool]:
@@ -75,28 +147,145 @@ def compile_condition(cond: Any, ctx: SqlContext) -> ColumnElement[bool]:
     if isinstance(cond, NotOf):
         return not_(compile_condition(cond.not_, ctx))
     if isinstance(cond, EventsCondition):
-        return _events_at_least(ctx, cond.events.name, ctx.now - cond.events.within, cond.events.at_least)
+        return _event_window(cond.events, ctx)
     if isinstance(cond, NoEventsCondition):
-        return not_(_events_at_least(ctx, cond.no_events.name, ctx.now - cond.no_events.within, 1))
+        w = cond.no_events
+        return not_(_exists_in_window(ctx, w.name, w.within, w.where, w.per))
+    if isinstance(cond, FirstEventCondition | LastEventCondition):
+        first = isinstance(cond, FirstEventCondition)
+        return _occurrence(cond.first_event if first else cond.last_event, first, ctx)  # type: ignore[union-attr]
+    if isinstance(cond, TrendCondition):
+        return _trend(cond, ctx)
+    if isinstance(cond, ActiveShareCondition):
+        return _active_share(cond, ctx)
     if isinstance(cond, FieldCondition):
-        parts: list[ColumnElement[bool]] = []
-        for name, test in cond.root.items():
-            column = ctx.column(name)
-            if isinstance(test, FieldOps):
-                parts.extend(_OPS[op](column, getattr(test, op)) for op in sorted(test.model_fields_set))
-            else:
-                parts.append(column == test)
-        return and_(*parts)
+        return and_(*(field_test(ctx.column(name, _sample(test)), test, ctx.now) for name, test in cond.root.items()))
     raise TypeError(f"not a condition: {cond!r}")
 
 
-def _events_at_least(ctx: SqlContext, name: str, since: datetime, count: int) -> ColumnElement[bool]:
-    owner, subject_id = ctx.event_owner()
-    in_window = and_(events.c.name == name, events.c.occurred_at > since, events.c.occurred_at <= ctx.now)
-    if count == 1:
-        return exists().where(owner == subject_id, in_window)
-    counted = select(owner).where(in_window).group_by(owner).having(func.count() >= count)
-    return subject_id.in_(counted)
+def property_filter(where: PropertyFilter | None, now: datetime) -> list[ColumnElement[bool]]:
+    """Predicates on events.properties."""
+    return [
+        field_test(json_value(events.c.properties[key], _sample(test)), test, now)
+        for key, test in (where or {}).items()
+    ]
+
+
+def _window(ctx: SqlContext, name: str, since: datetime, where: PropertyFilter | None) -> list[ColumnElement[bool]]:
+    return [
+        events.c.name == name,
+        events.c.occurred_at > since,
+        events.c.occurred_at <= ctx.now,
+        *property_filter(where, ctx.now),
+    ]
+
+
+def _exists_in_window(
+    ctx: SqlContext, name: str, within: timedelta, where: PropertyFilter | None, per: str
+) -> ColumnElement[bool]:
+    owner, subject_side = ctx.owner(per)
+    return exists().where(owner == subject_side, *_window(ctx, name, ctx.now - within, where))
+
+
+def _event_window(w: EventWindow, ctx: SqlContext) -> ColumnElement[bool]:
+    per_contact = w.per == "contact" and ctx.subject == "account"
+    owner, subject_side = ctx.owner("account" if per_contact else w.per)
+    in_window = _window(ctx, w.name, ctx.now - w.within, w.where)
+    group = [owner, events.c.contact_id] if per_contact else [owner]
+
+    def at_least(n: int) -> ColumnElement[bool]:
+        if n <= 0:
+            return true()
+        if n == 1:
+            if per_contact:
+                return exists().where(owner == subject_side, events.c.contact_id.is_not(None), *in_window)
+            return exists().where(owner == subject_side, *in_window)
+        counted = select(owner).where(*in_window).group_by(*group).having(func.count() >= n)
+        return subject_side.in_(counted)
+
+    parts: list[ColumnElement[bool]] = []
+    threshold = w.at_least if w.at_least is not None else (1 if w.at_most is None else 0)
+    if isinstance(threshold, PerTier):
+        parts.append(_per_tier(threshold, ctx, at_least))
+    else:
+        parts.append(at_least(threshold))
+    if w.at_most is not None:
+        too_many = select(owner).where(*in_window).group_by(*group).having(func.count() > w.at_most)
+        parts.append(subject_side.not_in(too_many))
+    return and_(*parts)
+
+
+def _per_tier(threshold: PerTier, ctx: SqlContext, build: Callable[[int], ColumnElement[bool]]) -> ColumnElement[bool]:
+    tier = ctx.account_table.c.tier
+    by_tier = threshold.thresholds()
+    named = [t for t in by_tier if t is not None]
+    branches = [and_(tier == t, build(by_tier[t])) for t in named]
+    if None in by_tier:
+        branches.append(and_(tier.not_in(named) if named else true(), build(by_tier[None])))
+    return or_(false(), *branches)
+
+
+def _occurrence(o: Occurrence, first: bool, ctx: SqlContext) -> ColumnElement[bool]:
+    owner, subject_side = ctx.owner(o.per)
+    moment = func.min(events.c.occurred_at) if first else func.max(events.c.occurred_at)
+    having: list[ColumnElement[bool]] = []
+    if o.more_recent_than is not None:
+        having.append(moment > ctx.now - o.more_recent_than)
+    if o.older_than is not None:
+        having.append(moment < ctx.now - o.older_than)
+    filters = [events.c.name == o.name, events.c.occurred_at <= ctx.now, *property_filter(o.where, ctx.now)]
+    return subject_side.in_(select(owner).where(*filters).group_by(owner).having(*having))
+
+
+def _trend(cond: TrendCondition, ctx: SqlContext) -> ColumnElement[bool]:
+    t = cond.trend
+    owner, subject_side = ctx.owner("subject")
+    split = ctx.now - t.window
+    current = func.sum(case((events.c.occurred_at > split, 1), else_=0))
+    previous = func.sum(case((events.c.occurred_at <= split, 1), else_=0))
+    if t.drop_at_least is not None:
+        changed = current * 100 <= previous * (100 - t.drop_at_least)
+    else:
+        changed = current * 100 >= previous * (100 + (t.rise_at_least or 0))
+    window = _window(ctx, t.name, ctx.now - 2 * t.window, t.where)
+    trended = select(owner).where(*window).group_by(owner).having(previous >= t.min_base, changed)
+    return subject_side.in_(trended)
+
+
+def _active_share(cond: ActiveShareCondition, ctx: SqlContext) -> ColumnElement[bool]:
+    s = cond.active_share
+    _, subject_account = ctx.owner("account")
+    # Aliases keep these subqueries uncorrelated from the outer accounts/contacts.
+    acc = ctx.account_table.alias("share_account")
+    active = (
+        select(events.c.account_id.label("account_id"), func.count(distinct(events.c.contact_id)).label("n"))
+        .where(*_window(ctx, s.name, ctx.now - s.within, None), events.c.contact_id.is_not(None))
+        .group_by(events.c.account_id)
+        .subquery("active_contacts")
+    )
+    n = func.coalesce(active.c.n, 0)
+    source = acc.outerjoin(active, active.c.account_id == acc.c.id)
+    if s.of == "seats":
+        total: ColumnElement[Any] = acc.c.seats_purchased
+        valid = acc.c.seats_purchased > 0
+    else:
+        people = contacts.alias("share_contact")
+        head = (
+            select(people.c.account_id.label("account_id"), func.count().label("total"))
+            .group_by(people.c.account_id)
+            .subquery("contact_count")
+        )
+        source = source.join(head, head.c.account_id == acc.c.id)
+        total, valid = head.c.total, head.c.total > 0
+    bounds: list[ColumnElement[bool]] = [valid]
+    if s.at_least is not None:
+        bounds.append(n * 100 >= total * s.at_least)
+    if s.at_most is not None:
+        bounds.append(n * 100 <= total * s.at_most)
+    return subject_account.in_(select(acc.c.id).select_from(source).where(*bounds))
+
+
+# --- words for the audit ------------------------------------------------------------------------
 
 
 def describe_condition(cond: Any) -> str:
@@ -109,19 +298,46 @@ def describe_condition(cond: Any) -> str:
         return f"not ({describe_condition(cond.not_)})"
     if isinstance(cond, EventsCondition):
         w = cond.events
-        return f"{w.at_least}+ {w.name} in {format_duration(w.within)}"
+        count = f"{w.at_least}+" if isinstance(w.at_least, int) else "per-tier threshold of" if w.at_least else ""
+        most = f" (at most {w.at_most})" if w.at_most is not None else ""
+        return f"{count or 'some'} {w.name}{_where(w.where)} in {format_duration(w.within)}{most}".replace("  ", " ")
     if isinstance(cond, NoEventsCondition):
-        return f"no {cond.no_events.name} in {format_duration(cond.no_events.within)}"
+        return f"no {cond.no_events.name}{_where(cond.no_events.where)} in {format_duration(cond.no_events.within)}"
+    if isinstance(cond, FirstEventCondition | LastEventCondition):
+        first = isinstance(cond, FirstEventCondition)
+        o = cond.first_event if first else cond.last_event  # type: ignore[union-attr]
+        bounds = [
+            f"within {format_duration(o.more_recent_than)}" if o.more_recent_than else "",
+            f"over {format_duration(o.older_than)} ago" if o.older_than else "",
+        ]
+        return f"{'first' if first else 'last'} {o.name} " + " and ".join(b for b in bounds if b)
+    if isinstance(cond, TrendCondition):
+        t = cond.trend
+        move = f"down {t.drop_at_least:g}%" if t.drop_at_least else f"up {t.rise_at_least:g}%"
+        return f"{t.name} {move}+ over {format_duration(t.window)}"
+    if isinstance(cond, ActiveShareCondition):
+        s = cond.active_share
+        bound = f">= {s.at_least:g}%" if s.at_least is not None else f"<= {s.at_most:g}%"
+        return f"{bound} of {s.of} active ({s.name} in {format_duration(s.within)})"
     if isinstance(cond, FieldCondition):
-        parts = []
+        parts: list[str] = []
         for name, test in cond.root.items():
             if isinstance(test, FieldOps):
-                for op in sorted(test.model_fields_set):
-                    parts.append(f"{name} {op.rstrip('_')} {getattr(test, op)!r}")
+                parts.extend(
+                    f"{name} {op.rstrip('_')} {_show(getattr(test, op))}" for op in sorted(test.model_fields_set)
+                )
             else:
-                parts.append(f"{name} = {test!r}")
+                parts.append(f"{name} = {_show(test)}")
         return " and ".join(parts)
     return repr(cond)
+
+
+def _show(value: Any) -> str:
+    return format_duration(value) if isinstance(value, timedelta) else repr(value)
+
+
+def _where(where: PropertyFilter | None) -> str:
+    return f" with {FieldCondition(root=where).model_dump()}" if where else ""
 
 
 def _paren(text: str, cond: Any) -> str:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, literal, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, Select, and_, exists, func, or_, select, true
 
 from engine.compile.conditions import SqlContext, compile_condition, describe_condition
+from engine.compile.triggers import Source, trigger_source
 from engine.load import LoadedPlaybook
 from engine.spec import EmailStep, Playbook, TaskStep, WaitStep
 from engine.spec.base import format_duration
-from engine.spec.playbook import DateTrigger, step_id
+from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
 from engine.store.models import accounts, contacts, enrollments
 
 StepKind = Literal["email", "task", "wait"]
@@ -45,67 +46,75 @@ class CompiledPlaybook:
     def subject(self) -> Literal["account", "contact"]:
         return self.spec.subject
 
-    def _context(self) -> tuple[Any, Any]:
-        subject_table = contacts if self.subject == "contact" else accounts
-        return subject_table, accounts
+    @property
+    def edge_triggered(self) -> bool:
+        """True when entering needs the previous evaluation's state (condition became true)."""
+        return isinstance(self.spec.trigger, BecameTrueTrigger)
 
-    def _from(self, columns: list[Any]) -> Select[Any]:
-        subject_table, account_table = self._context()
-        stmt = select(*columns).select_from(subject_table)
-        if subject_table is not account_table:
-            stmt = stmt.join(account_table, account_table.c.id == subject_table.c.account_id)
-        return stmt
+    def context(self, now: datetime) -> SqlContext:
+        subject_table = contacts if self.subject == "contact" else accounts
+        return SqlContext(self.subject, subject_table, accounts, now)
+
+    def _base(self, ctx: SqlContext) -> FromClause:
+        if ctx.subject_table is ctx.account_table:
+            return ctx.subject_table
+        return ctx.subject_table.join(ctx.account_table, ctx.account_table.c.id == ctx.subject_table.c.account_id)
+
+    def source(self, now: datetime) -> Source:
+        """Where occurrences come from at `now`, and their key."""
+        ctx = self.context(now)
+        return trigger_source(self.spec, ctx, self._base(ctx))
 
     def matches(self, now: datetime) -> ColumnElement[bool]:
         """segment ∧ trigger at `now` (who would enter, before entry rules)."""
-        subject_table, account_table = self._context()
-        ctx = SqlContext(self.subject, subject_table, account_table, now)
-        parts: list[ColumnElement[bool]] = [true()]
+        # Segment first: cheap column tests before the trigger's event probes (SQLite keeps the order).
+        parts: list[ColumnElement[bool]] = []
         if self.spec.segment is not None:
-            parts.append(compile_condition(self.spec.segment, ctx))
-        trigger = self.spec.trigger
-        if isinstance(trigger, DateTrigger):
-            parts.append(_date_window(ctx.column(trigger.date), trigger, now))
-        else:
-            parts.append(compile_condition(trigger, ctx))
-        return and_(*parts)
+            parts.append(compile_condition(self.spec.segment, self.context(now)))
+        parts.append(self.source(now).fires)
+        return and_(true(), *parts)
 
-    def trigger_key(self, now: datetime) -> ColumnElement[Any]:
-        """The occurrence a subject enters for: the date's value, the day (once_per), or ''."""
-        subject_table, account_table = self._context()
-        trigger = self.spec.trigger
-        if isinstance(trigger, DateTrigger):
-            ctx = SqlContext(self.subject, subject_table, account_table, now)
-            return cast(ctx.column(trigger.date), String)
-        if self.spec.entry.once_per is not None:
-            return literal(now.date().isoformat(), String)
-        return literal("", String)
+    def matching_subjects(self, now: datetime) -> Select[Any]:
+        """SELECT DISTINCT subject ids for which segment ∧ trigger hold at `now`."""
+        src = self.source(now)
+        return select(src.subject_id.label("subject_id")).select_from(src.from_).where(self.matches(now)).distinct()
 
     def candidates(self, now: datetime) -> Select[Any]:
         """SELECT subject_id, account_id, trigger_key of subjects entering at `now`."""
-        subject_table, _ = self._context()
-        key = self.trigger_key(now)
-        account_id = subject_table.c.account_id if self.subject == "contact" else subject_table.c.id
-        return self._from(
-            [
-                subject_table.c.id.label("subject_id"),
-                account_id.label("account_id"),
-                key.label("trigger_key"),
-            ]
-        ).where(self.matches(now), ~self._already_entered(subject_table.c.id, key, now))
+        ctx = self.context(now)
+        src = self.source(now)
+        account_id = ctx.subject_table.c.account_id if self.subject == "contact" else ctx.subject_table.c.id
+        guards = [self.matches(now), ~self._already_entered(src.subject_id, src.key, now)]
+        if self.edge_triggered:
+            guards.append(~self._was_true(src.subject_id))
+        if isinstance(self.spec.trigger, EventTrigger) and not self.spec.entry.allow_concurrent:
+            # Several matching events in one tick start one enrollment (the earliest event's key).
+            grouped = [src.subject_id.label("subject_id"), account_id.label("account_id")]
+            first_key = func.min(src.key).label("trigger_key")
+            return (
+                select(*grouped, first_key).select_from(src.from_).where(*guards).group_by(src.subject_id, account_id)
+            )
+        columns = [src.subject_id.label("subject_id"), account_id.label("account_id"), src.key.label("trigger_key")]
+        return select(*columns).select_from(src.from_).where(*guards)
 
     def matched_count(self, now: datetime) -> Select[Any]:
-        """SELECT count(*) of subjects matching segment ∧ trigger, entry rules aside."""
-        from sqlalchemy import func
-
-        return self._from([func.count()]).where(self.matches(now))
+        """SELECT count(*) of occurrences matching segment ∧ trigger, entry rules aside."""
+        src = self.source(now)
+        return select(func.count()).select_from(src.from_).where(self.matches(now))
 
     def _already_entered(self, subject_id: Any, key: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
-        # One probe of the enrollments' unique index prefix (playbook, subject_type, subject_id):
-        # same occurrence already entered, still in the journey, or inside the once_per period.
-        blockers = [enrollments.c.trigger_key == key, enrollments.c.status == "active"]
-        if self.spec.entry.once_per is not None:
-            blockers.append(enrollments.c.enrolled_at > now - self.spec.entry.once_per)
+        # One probe of the enrollments' unique index prefix (playbook, subject_type, subject_id).
+        entry = self.spec.entry
+        blockers: list[ColumnElement[bool]] = [enrollments.c.trigger_key == key]
+        if entry.once_ever:
+            blockers.append(true())
+        if not entry.allow_concurrent:
+            blockers.append(enrollments.c.status == "active")
+        if entry.once_per is not None:
+            blockers.append(enrollments.c.enrolled_at > now - entry.once_per)
+        trigger = self.spec.trigger
+        if isinstance(trigger, BecameTrueTrigger) and trigger.cooldown:
+            blockers.append(enrollments.c.enrolled_at > now - trigger.cooldown)
         return exists().where(
             enrollments.c.playbook_id == self.id,
             enrollments.c.subject_type == self.subject,
@@ -113,36 +122,35 @@ class CompiledPlaybook:
             or_(*blockers),
         )
 
+    def _was_true(self, subject_id: Any) -> ColumnElement[bool]:
+        from engine.store.models import condition_state as cs
+
+        return exists().where(
+            cs.c.playbook_id == self.id,
+            cs.c.subject_type == self.subject,
+            cs.c.subject_id == subject_id,
+            cs.c.is_true.is_(True),
+        )
+
     def describe_trigger(self) -> str:
         """Why subjects enter, in words, for the audit."""
         trigger = self.spec.trigger
         if isinstance(trigger, DateTrigger):
             offset = trigger.offset
-            when = (
-                "on"
-                if not offset
-                else (
-                    f"{format_duration(-offset)} before"
-                    if offset < timedelta(0)
-                    else f"{format_duration(offset)} after"
-                )
-            )
-            return f"{when} {trigger.date}"
+            if not offset:
+                when = "on"
+            elif offset.total_seconds() < 0:
+                when = f"{format_duration(-offset)} before"
+            else:
+                when = f"{format_duration(offset)} after"
+            return f"{when} {'the anniversary of ' if trigger.every_year else ''}{trigger.date}"
+        if isinstance(trigger, EventTrigger):
+            return f"event {trigger.event.name}"
+        if isinstance(trigger, BecameTrueTrigger):
+            return f"became true: {describe_condition(trigger.became_true)}"
+        if isinstance(trigger, ScheduleTrigger):
+            return f"schedule {trigger.schedule.cron} ({trigger.schedule.timezone})"
         return describe_condition(trigger)
-
-
-def _date_window(column: ColumnElement[Any], trigger: DateTrigger, now: datetime) -> ColumnElement[bool]:
-    # field + offset ∈ (now - window, now], rewritten so the column stands alone (index-friendly).
-    if isinstance(column.type, String):  # not reachable: validation requires a date field
-        raise TypeError("date trigger on a non-date column")
-    from sqlalchemy import Date
-
-    if isinstance(column.type, Date):
-        today: date = now.date()
-        latest = today - trigger.offset
-        earliest = today - trigger.offset - trigger.window
-        return and_(column > earliest, column <= latest)
-    return and_(column > now - trigger.offset - trigger.window, column <= now - trigger.offset)
 
 
 def compile_playbook(loaded: LoadedPlaybook) -> CompiledPlaybook:

@@ -1,19 +1,20 @@
 """Conditions: who is in a segment, and the state a trigger waits for.
 
-A condition is a one-key mapping: `all`, `any`, `not`, `events`, `no_events`, or field names
-with their operators (several field keys in one mapping must all hold).
+A condition is a one-key mapping — `all`, `any`, `not`, `events`, `no_events`, `first_event`,
+`last_event`, `trend`, `active_share` — or field names with their operators (several field keys
+in one mapping must all hold).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, RootModel, Tag, model_validator
 
 from engine.spec.base import Duration, Scalar, SpecModel
 
 BOOLEAN_KEYS = ("all", "any", "not")
-EVENT_KEYS = ("events", "no_events")
+EVENT_KEYS = ("events", "no_events", "first_event", "last_event", "trend", "active_share")
 
 
 class FieldOps(SpecModel):
@@ -37,11 +38,26 @@ class FieldOps(SpecModel):
     """None of these values (missing values do not match)."""
     exists: bool | None = None
     """true: the field has a value; false: it is empty."""
+    contains: str | None = None
+    """Text fields: contains this text (case-sensitive)."""
+    between: tuple[Scalar, Scalar] | None = None
+    """Between two values, both included: `[10, 50]`."""
+    within_next: Duration | None = None
+    """Date fields: between now and this far ahead (`renewal_date: {within_next: 90d}`)."""
+    within_last: Duration | None = None
+    """Date fields: between this long ago and now (`contract_start: {within_last: 30d}`)."""
+    older_than: Duration | None = None
+    """Date fields: earlier than this long ago (`contract_start: {older_than: 365d}`)."""
+    further_than: Duration | None = None
+    """Date fields: later than this far ahead (`renewal_date: {further_than: 180d}`)."""
 
     @model_validator(mode="after")
     def _at_least_one(self) -> FieldOps:
         if not self.model_fields_set:
-            raise ValueError("give at least one operator: eq, ne, lt, lte, gt, gte, in, not_in, exists")
+            raise ValueError(
+                "give at least one operator: eq, ne, lt, lte, gt, gte, in, not_in, exists, contains, "
+                "between, within_next, within_last, older_than, further_than"
+            )
         return self
 
 
@@ -61,21 +77,59 @@ class FieldCondition(RootModel[dict[str, FieldTest]]):
 
     A bare value means `eq`: `{tier: tech_touch}`. For contact subjects, a bare field name is the
     contact's field if it has one, else the account's; `account.` and `contact.` prefixes say
-    which explicitly.
+    which explicitly. `traits.NAME` reads a key of the JSON traits.
     """
 
     root: dict[str, FieldTest] = Field(min_length=1)
 
 
+class PerTier(SpecModel):
+    """A threshold that depends on the account's tier: `{high_touch: 10, low_touch: 20}`."""
+
+    high_touch: int | None = Field(default=None, ge=0)
+    """Threshold for high-touch accounts."""
+    low_touch: int | None = Field(default=None, ge=0)
+    """Threshold for low-touch accounts."""
+    tech_touch: int | None = Field(default=None, ge=0)
+    """Threshold for tech-touch accounts."""
+    other: int | None = Field(default=None, ge=0)
+    """Threshold for any other tier; unset: those accounts never match."""
+
+    def thresholds(self) -> dict[str | None, int]:
+        """Tier → threshold; the key None stands for every other tier."""
+        out: dict[str | None, int] = {}
+        for tier in ("high_touch", "low_touch", "tech_touch"):
+            value = getattr(self, tier)
+            if value is not None:
+                out[tier] = value
+        if self.other is not None:
+            out[None] = self.other
+        return out
+
+
+Threshold = Annotated[int | PerTier, Field(union_mode="left_to_right")]
+"""A count, or a count per tier."""
+
+PropertyFilter = dict[str, FieldTest]
+"""Event properties and their operators: `{score: {lte: 6}}`."""
+
+
 class EventWindow(SpecModel):
-    """At least `at_least` events named `name` in the last `within`."""
+    """Events named `name` in the last `within`, counted per subject: at least and/or at most."""
 
     name: str = Field(min_length=1)
     """The event's name, e.g. `support_ticket_opened`."""
     within: Duration
     """How far back to count, e.g. `7d`."""
-    at_least: int = Field(default=1, ge=1)
-    """The smallest count that matches."""
+    at_least: Threshold | None = None
+    """The smallest count that matches (a number, or one per tier). Default 1 when `at_most` is unset."""
+    at_most: int | None = Field(default=None, ge=0)
+    """The largest count that matches; zero events match too."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match: `{score: {lte: 6}}`."""
+    per: Literal["subject", "account", "contact"] = "subject"
+    """What is counted: the subject's events (default), the whole account's, or any one contact's
+    (for account subjects: some contact of the account reaches the count)."""
 
 
 class NoEventWindow(SpecModel):
@@ -85,6 +139,75 @@ class NoEventWindow(SpecModel):
     """The event's name, e.g. `login`."""
     within: Duration
     """How far back to look, e.g. `60d`."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+    per: Literal["subject", "account"] = "subject"
+    """Whose events: the subject's (default) or the whole account's."""
+
+
+class Occurrence(SpecModel):
+    """When the first (or last) event named `name` happened, relative to now."""
+
+    name: str = Field(min_length=1)
+    """The event's name, e.g. `login`."""
+    more_recent_than: Duration | None = None
+    """It happened within this long before now."""
+    older_than: Duration | None = None
+    """It happened earlier than this long before now."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+    per: Literal["subject", "account"] = "subject"
+    """Whose events: the subject's (default) or the whole account's."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Occurrence:
+        if self.more_recent_than is None and self.older_than is None:
+            raise ValueError("give more_recent_than, older_than, or both")
+        return self
+
+
+class Trend(SpecModel):
+    """The count in the last `window` against the window before it, e.g. logins down 25 %."""
+
+    name: str = Field(min_length=1)
+    """The event's name, e.g. `login`."""
+    window: Duration
+    """Length of each of the two windows compared, e.g. `30d`."""
+    drop_at_least: float | None = Field(default=None, gt=0, le=100)
+    """Matches when the count fell by at least this many percent."""
+    rise_at_least: float | None = Field(default=None, gt=0)
+    """Matches when the count rose by at least this many percent."""
+    min_base: int = Field(default=10, ge=1)
+    """The previous window needs at least this many events, so 1 → 0 is not a 100 % drop."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Trend:
+        if (self.drop_at_least is None) == (self.rise_at_least is None):
+            raise ValueError("give exactly one of drop_at_least, rise_at_least")
+        return self
+
+
+class ActiveShare(SpecModel):
+    """The share of an account's contacts (or purchased seats) with an event in the last `within`."""
+
+    name: str = Field(min_length=1)
+    """The event that counts as active, e.g. `login`."""
+    within: Duration
+    """How far back, e.g. `30d`."""
+    of: Literal["contacts", "seats"] = "contacts"
+    """The denominator: the account's contacts, or its `seats_purchased`."""
+    at_least: float | None = Field(default=None, ge=0)
+    """Matches at or above this percentage (`80` is 80 %)."""
+    at_most: float | None = Field(default=None, ge=0)
+    """Matches at or below this percentage."""
+
+    @model_validator(mode="after")
+    def _bound(self) -> ActiveShare:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most, or both (percentages)")
+        return self
 
 
 class AllOf(SpecModel):
@@ -109,17 +232,45 @@ class NotOf(SpecModel):
 
 
 class EventsCondition(SpecModel):
-    """Counts events in a window, per subject (per account, or per contact for contact subjects)."""
+    """Counts events in a window."""
 
     events: EventWindow
     """The event window to count in."""
 
 
 class NoEventsCondition(SpecModel):
-    """No events in a window, per subject."""
+    """No events in a window."""
 
     no_events: NoEventWindow
     """The event window that must be empty."""
+
+
+class FirstEventCondition(SpecModel):
+    """The first event of a kind happened in a time range."""
+
+    first_event: Occurrence
+    """The first occurrence and when it must have happened."""
+
+
+class LastEventCondition(SpecModel):
+    """The most recent event of a kind happened in a time range (it has happened at least once)."""
+
+    last_event: Occurrence
+    """The last occurrence and when it must have happened."""
+
+
+class TrendCondition(SpecModel):
+    """Event volume changed between two consecutive windows."""
+
+    trend: Trend
+    """The event, windows and change that match."""
+
+
+class ActiveShareCondition(SpecModel):
+    """Enough (or too few) of an account's contacts or seats are active."""
+
+    active_share: ActiveShare
+    """The activity, the denominator and the bounds."""
 
 
 def condition_kind(value: Any) -> str | None:
@@ -142,13 +293,18 @@ Condition = Annotated[
     | Annotated[NotOf, Tag("not")]
     | Annotated[EventsCondition, Tag("events")]
     | Annotated[NoEventsCondition, Tag("no_events")]
+    | Annotated[FirstEventCondition, Tag("first_event")]
+    | Annotated[LastEventCondition, Tag("last_event")]
+    | Annotated[TrendCondition, Tag("trend")]
+    | Annotated[ActiveShareCondition, Tag("active_share")]
     | Annotated[FieldCondition, Tag("field")],
     Discriminator(
         condition_kind,
         custom_error_type="invalid_condition",
         custom_error_message=(
-            "a condition is a non-empty mapping: {field: {op: value}}, {all: [...]}, "
-            "{any: [...]}, {not: {...}}, {events: {...}} or {no_events: {...}}"
+            "a condition is a non-empty mapping: {field: {op: value}}, {all: [...]}, {any: [...]}, "
+            "{not: {...}}, {events: {...}}, {no_events: {...}}, {first_event: {...}}, "
+            "{last_event: {...}}, {trend: {...}} or {active_share: {...}}"
         ),
     ),
 ]
@@ -160,6 +316,10 @@ _TAGS: dict[str, type] = {
     "not": NotOf,
     "events": EventsCondition,
     "no_events": NoEventsCondition,
+    "first_event": FirstEventCondition,
+    "last_event": LastEventCondition,
+    "trend": TrendCondition,
+    "active_share": ActiveShareCondition,
     "field": FieldCondition,
 }
 

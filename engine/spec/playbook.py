@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from engine.spec.base import Duration, SignedDuration, SpecModel
-from engine.spec.conditions import Condition, condition_kind
+from engine.spec.conditions import Condition, PropertyFilter, condition_kind
 
 Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
 IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
@@ -27,34 +27,105 @@ class DateTrigger(SpecModel):
     """When to fire relative to the date: `-90d` is 90 days before, `30d` 30 days after."""
     window: Duration = Field(default=timedelta(days=7), json_schema_extra={"default": "7d"})
     """How long after the moment a late tick may still fire (catch-up after downtime)."""
+    every_year: bool = False
+    """Fire on every anniversary of the date (from the first one on), not only on the date itself."""
+
+
+class EventFilter(SpecModel):
+    """Which events start an enrollment: each occurrence is its own trigger."""
+
+    name: str = Field(min_length=1)
+    """The event's name, e.g. `nps_response`."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match: `{score: {lte: 6}}`."""
+    within: Duration = Field(default=timedelta(days=2), json_schema_extra={"default": "2d"})
+    """How old an event may be and still start an enrollment (catch-up after downtime)."""
+
+
+class EventTrigger(SpecModel):
+    """Fires once for every matching event: the event's id is the occurrence."""
+
+    event: EventFilter
+    """The events that start an enrollment."""
+
+
+class BecameTrueTrigger(SpecModel):
+    """Fires when a condition turns true for a subject (edge-triggered).
+
+    The subject enters when the condition holds now and did not at the previous evaluation; it can
+    enter again only after the condition has been false again and `cooldown` has passed since its
+    last entry.
+    """
+
+    became_true: Condition
+    """The condition whose change from false to true starts an enrollment."""
+    cooldown: Duration = Field(default=timedelta(0), json_schema_extra={"default": "0d"})
+    """The shortest time between two entries of the same subject."""
+
+
+class Schedule(SpecModel):
+    """A cron schedule in a time zone."""
+
+    cron: str = Field(min_length=9)
+    """A cron expression: minute hour day-of-month month day-of-week, e.g. `0 9 * * MON`."""
+    timezone: str = "UTC"
+    """The IANA time zone the cron expression is read in, e.g. `Asia/Seoul`."""
+    window: Duration = Field(default=timedelta(days=1), json_schema_extra={"default": "1d"})
+    """How late a tick may still act on a scheduled time (catch-up after downtime)."""
+
+
+class ScheduleTrigger(SpecModel):
+    """Fires for the whole segment at each scheduled time: a recurring send."""
+
+    schedule: Schedule
+    """When to fire."""
 
 
 def _trigger_kind(value: Any) -> str | None:
-    if isinstance(value, DateTrigger) or (isinstance(value, dict) and "date" in value):
-        return "date"
+    if isinstance(value, dict):
+        for key in ("date", "event", "became_true", "schedule"):
+            if key in value:
+                return key
+    by_class: dict[type, str] = {
+        DateTrigger: "date",
+        EventTrigger: "event",
+        BecameTrueTrigger: "became_true",
+        ScheduleTrigger: "schedule",
+    }
+    if type(value) in by_class:
+        return by_class[type(value)]
     return "condition" if condition_kind(value) is not None else None
 
 
 Trigger = Annotated[
-    Annotated[DateTrigger, Tag("date")] | Annotated[Condition, Tag("condition")],
+    Annotated[DateTrigger, Tag("date")]
+    | Annotated[EventTrigger, Tag("event")]
+    | Annotated[BecameTrueTrigger, Tag("became_true")]
+    | Annotated[ScheduleTrigger, Tag("schedule")]
+    | Annotated[Condition, Tag("condition")],
     Discriminator(
         _trigger_kind,
         custom_error_type="invalid_trigger",
         custom_error_message=(
-            "a trigger is {date: FIELD, offset: -90d} or a condition such as "
-            "{events: {...}}, {no_events: {...}} or {all: [...]}"
+            "a trigger is {date: FIELD, offset: -90d}, {event: {name: ...}}, {became_true: CONDITION}, "
+            "{schedule: {cron: ...}} or a condition that holds, such as {events: {...}} or {all: [...]}"
         ),
     ),
 ]
-"""When a subject enters: a date-relative moment, or a condition that holds."""
+"""When a subject enters: a date-relative moment, an event, a condition that holds or becomes
+true, or a schedule."""
 
 
 class Entry(SpecModel):
     """How often one subject may enter this playbook."""
 
+    once_ever: bool = False
+    """Never enter a second time, whatever the occurrence."""
     once_per: Duration | None = None
-    """At most one entry per this period. Unset: once per date occurrence for date triggers,
-    once ever for condition triggers."""
+    """At most one entry per this period."""
+    allow_concurrent: bool = False
+    """Let a subject be in this playbook more than once at the same time (one enrollment per
+    occurrence). Default: a subject with an active enrollment does not enter again."""
 
 
 class Recipients(SpecModel):
@@ -163,7 +234,7 @@ class Playbook(SpecModel):
     trigger: Trigger
     """When an eligible subject enters."""
     entry: Entry = Entry()
-    """How often one subject may enter."""
+    """How often one subject may enter (default: once per trigger occurrence, one at a time)."""
     steps: list[Step] = Field(min_length=1)
     """What happens, in order."""
 

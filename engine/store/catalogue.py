@@ -22,6 +22,8 @@ class FieldInfo:
     table: Literal["account", "contact"]
     name: str
     kind: FieldKind
+    key: str | None = None
+    """For `traits.KEY`: the key inside the JSON column `name`."""
 
 
 def _kind(column: Column[object]) -> FieldKind:
@@ -51,15 +53,21 @@ def resolve_field(name: str, subject: Literal["account", "contact"]) -> FieldInf
     """The field `name` refers to for this subject, or None.
 
     `account.x` and `contact.x` are explicit. A bare name is the subject's own field; for
-    contact subjects it falls back to the account's field.
+    contact subjects it falls back to the account's field. `traits.KEY` (with either prefix)
+    reads KEY of the JSON traits column.
     """
+    table: Literal["account", "contact"] = subject
     if name.startswith("account."):
-        return ACCOUNT_FIELDS.get(name.removeprefix("account."))
-    if name.startswith("contact."):
-        return CONTACT_FIELDS.get(name.removeprefix("contact.")) if subject == "contact" else None
-    if subject == "contact":
-        return CONTACT_FIELDS.get(name) or ACCOUNT_FIELDS.get(name)
-    return ACCOUNT_FIELDS.get(name)
+        table, name = "account", name.removeprefix("account.")
+    elif name.startswith("contact."):
+        if subject != "contact":
+            return None
+        name = name.removeprefix("contact.")
+    elif subject == "contact" and name not in CONTACT_FIELDS and not name.startswith("traits."):
+        table = "account"
+    if name.startswith("traits.") and len(name) > len("traits."):
+        return FieldInfo(table, "traits", "json", key=name.removeprefix("traits."))
+    return (ACCOUNT_FIELDS if table == "account" else CONTACT_FIELDS).get(name)
 
 
 def known_field_names(subject: Literal["account", "contact"]) -> list[str]:

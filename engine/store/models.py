@@ -14,6 +14,7 @@ from typing import Any, ClassVar, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -159,6 +160,22 @@ class Enrollment(Base):
     run_id: Mapped[str] = mapped_column(String(64))
 
 
+class ConditionState(Base):
+    """Whether an edge-triggered playbook's condition held for a subject at the last evaluation.
+
+    `became_true` triggers enter a subject only on a false → true change: this row remembers the
+    previous value and when it last changed.
+    """
+
+    __tablename__ = "condition_state"
+
+    playbook_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    is_true: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class LedgerEntry(Base):
     """A message or task to be delivered, written (and committed) before anything leaves.
 
@@ -240,6 +257,7 @@ events = cast(Table, Event.__table__)
 csms = cast(Table, Csm.__table__)
 health_history = cast(Table, HealthHistory.__table__)
 enrollments = cast(Table, Enrollment.__table__)
+condition_state = cast(Table, ConditionState.__table__)
 ledger = cast(Table, LedgerEntry.__table__)
 tasks = cast(Table, Task.__table__)
 audit_log = cast(Table, AuditEntry.__table__)

@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path as FilePath
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import croniter
 
 from engine.load import LoadedPlaybook
 from engine.load.yaml_nodes import Path
@@ -18,14 +21,17 @@ from engine.spec.conditions import (
     EVENT_KEYS,
     AllOf,
     AnyOf,
+    EventsCondition,
     FieldCondition,
     FieldOps,
     NotOf,
+    PerTier,
 )
-from engine.spec.playbook import DateTrigger, step_id
+from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
 from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
 
-_ORDERING = ("lt", "lte", "gt", "gte")
+_ORDERING = ("lt", "lte", "gt", "gte", "between")
+_RELATIVE_DATE = ("within_next", "within_last", "older_than", "further_than")
 
 
 def check_playbook(
@@ -44,10 +50,7 @@ def check_playbook(
 def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Path, str]]:
     if spec.segment is not None:
         yield from _condition(spec.segment, ("segment",), spec)
-    if isinstance(spec.trigger, DateTrigger):
-        yield from _date_trigger(spec.trigger, spec)
-    else:
-        yield from _condition(spec.trigger, ("trigger",), spec)
+    yield from _trigger(spec)
     seen: set[str] = set()
     for i, step in enumerate(spec.steps):
         at: Path = ("steps", i)
@@ -80,12 +83,36 @@ def _missing_template(renderer: EmailRenderer, name: str) -> str:
     return f"template '{name}' not found under {where}{did_you_mean(name, known)}"
 
 
-def _date_trigger(trigger: DateTrigger, spec: Playbook) -> Iterator[tuple[Path, str]]:
-    info = resolve_field(trigger.date, spec.subject)
-    if info is None:
-        yield ("trigger", "date"), _unknown_field(trigger.date, spec)
-    elif info.kind not in ("date", "datetime"):
-        yield ("trigger", "date"), f"'{trigger.date}' is a {info.kind} field, not a date"
+def _trigger(spec: Playbook) -> Iterator[tuple[Path, str]]:
+    trigger = spec.trigger
+    if isinstance(trigger, DateTrigger):
+        info = resolve_field(trigger.date, spec.subject)
+        if info is None:
+            yield ("trigger", "date"), _unknown_field(trigger.date, spec)
+        elif info.kind not in ("date", "datetime"):
+            yield ("trigger", "date"), f"'{trigger.date}' is a {info.kind} field, not a date"
+        elif trigger.every_year and info.kind != "date":
+            yield ("trigger", "every_year"), "anniversaries need a date field, not a date-time"
+    elif isinstance(trigger, BecameTrueTrigger):
+        yield from _condition(trigger.became_true, ("trigger", "became_true"), spec)
+    elif isinstance(trigger, ScheduleTrigger):
+        yield from _schedule(trigger)
+    elif not isinstance(trigger, EventTrigger):
+        yield from _condition(trigger, ("trigger",), spec)
+
+
+def _schedule(trigger: ScheduleTrigger) -> Iterator[tuple[Path, str]]:
+    try:
+        ZoneInfo(trigger.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zones = sorted(available_timezones())
+        hint = did_you_mean(trigger.schedule.timezone, zones)
+        yield ("trigger", "schedule", "timezone"), f"unknown time zone '{trigger.schedule.timezone}'{hint}"
+    if not croniter.is_valid(trigger.schedule.cron):
+        yield (
+            ("trigger", "schedule", "cron"),
+            (f"'{trigger.schedule.cron}' is not a cron expression (minute hour day-of-month month day-of-week)"),
+        )
 
 
 def _condition(cond: Any, at: Path, spec: Playbook) -> Iterator[tuple[Path, str]]:
@@ -97,6 +124,11 @@ def _condition(cond: Any, at: Path, spec: Playbook) -> Iterator[tuple[Path, str]
             yield from _condition(sub, at + ("any", i), spec)
     elif isinstance(cond, NotOf):
         yield from _condition(cond.not_, at + ("not",), spec)
+    elif isinstance(cond, EventsCondition) and cond.events.per == "contact" and spec.subject == "contact":
+        yield at + ("events", "per"), "per: contact is the default for contact subjects; remove it"
+    elif isinstance(cond, EventsCondition) and isinstance(cond.events.at_least, PerTier):
+        if not cond.events.at_least.thresholds():
+            yield at + ("events", "at_least"), "give a threshold for at least one tier"
     elif isinstance(cond, FieldCondition):
         for name, test in cond.root.items():
             info = resolve_field(name, spec.subject)
@@ -116,15 +148,22 @@ def _unknown_field(name: str, spec: Playbook) -> str:
 
 
 def _ops(info: FieldInfo, ops: FieldOps, at: Path) -> Iterator[tuple[Path, str]]:
-    for op in ops.model_fields_set:
+    for op in sorted(ops.model_fields_set):
         key = "in" if op == "in_" else op
         value = getattr(ops, op)
         if op == "exists":
             continue
-        if info.kind in ("json", "boolean") and op in _ORDERING:
-            yield at + (key,), f"'{key}' does not apply to {info.kind} field '{info.name}'"
+        if op in _RELATIVE_DATE:
+            if info.kind not in ("date", "datetime") and not info.key:
+                yield at + (key,), f"'{key}' applies to date fields; '{info.name}' is a {info.kind} field"
             continue
-        for v in value if isinstance(value, list) else [value]:
+        if op == "contains" and info.kind != "string" and not info.key:
+            yield at + (key,), f"'contains' applies to text fields; '{info.name}' is a {info.kind} field"
+            continue
+        if info.kind == "boolean" and op in _ORDERING:
+            yield at + (key,), f"'{key}' does not apply to boolean field '{info.name}'"
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
             yield from _value(info, key, v, at + (key,))
 
 
