@@ -37,7 +37,7 @@ schema: $(STAMP)  ## regenerate schemas/playbook.schema.json after changing engi
 	$(BIN)/touchflow schema > schemas/playbook.schema.json
 
 golden: $(STAMP)  ## rewrite golden files (compiled SQL) after an intended change; review the diff
-	TOUCHFLOW_UPDATE_GOLDEN=1 $(BIN)/pytest tests/compile -q
+	TOUCHFLOW_UPDATE_GOLDEN=1 $(BIN)/pytest tests/compile tests/docs -q
 
 clean:
 	rm -rf $(VENV) outbox .prefect touchflow.db touchflow.db-*

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, RootModel, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
 
 from engine.spec.base import Duration, Scalar, SpecModel
 
 BOOLEAN_KEYS = ("all", "any", "not")
 EVENT_KEYS = ("events", "no_events", "first_event", "last_event", "trend", "active_share")
+TRIGGER_KEYS = ("date", "event", "became_true", "cooldown", "schedule")
 
 
 class FieldOps(SpecModel):
@@ -81,6 +82,11 @@ class FieldCondition(RootModel[dict[str, FieldTest]]):
     """
 
     root: dict[str, FieldTest] = Field(min_length=1)
+
+    # In the JSON Schema, reserved words are not field names: keeps `oneOf` unambiguous for editors.
+    model_config = ConfigDict(
+        json_schema_extra={"propertyNames": {"not": {"enum": [*BOOLEAN_KEYS, *EVENT_KEYS, *TRIGGER_KEYS]}}}
+    )
 
 
 class PerTier(SpecModel):

@@ -1,0 +1,5 @@
+SELECT accounts.id AS subject_id, accounts.id AS account_id, CAST(accounts.renewal_date AS VARCHAR) AS trigger_key 
+FROM accounts 
+WHERE accounts.renewal_date > '2027-02-18' AND accounts.renewal_date <= '2027-02-21' AND NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'doc-date-trigger' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = CAST(accounts.renewal_date AS VARCHAR) OR enrollments.status = 'active')))

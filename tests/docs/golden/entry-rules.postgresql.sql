@@ -1,0 +1,5 @@
+SELECT contacts.id AS subject_id, contacts.account_id AS account_id, CAST(accounts.renewal_date AS VARCHAR) AS trigger_key 
+FROM contacts JOIN accounts ON accounts.id = contacts.account_id 
+WHERE contacts.role IN ('admin', 'champion') AND accounts.renewal_date > '2026-12-16' AND accounts.renewal_date <= '2026-12-23' AND NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'doc-entry-rules' AND enrollments.subject_type = 'contact' AND enrollments.subject_id = contacts.id AND true))

@@ -1,0 +1,15 @@
+SELECT accounts.id AS subject_id, accounts.id AS account_id, '' AS trigger_key 
+FROM accounts 
+WHERE (EXISTS (SELECT * 
+FROM events 
+WHERE events.account_id = accounts.id AND events.name = 'nps_response' AND events.occurred_at > '2026-10-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' AND CAST((events.properties ->> 'score') AS FLOAT) <= 6)) AND (accounts.id NOT IN (SELECT events.account_id 
+FROM events 
+WHERE events.name = 'page_view' AND events.occurred_at > '2026-11-16 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
+HAVING count(*) > 2)) AND accounts.id IN (SELECT events.account_id 
+FROM events 
+WHERE events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id, events.contact_id 
+HAVING count(*) >= 3) AND NOT (EXISTS (SELECT * 
+FROM events 
+WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00')) AND NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'doc-event-window' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = '' OR enrollments.status = 'active')))

@@ -1,0 +1,5 @@
+SELECT accounts.id AS subject_id, accounts.id AS account_id, '' AS trigger_key 
+FROM accounts 
+WHERE 0 = 1 AND NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'doc-schedule' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = '' OR enrollments.status = 'active')))
