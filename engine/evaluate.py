@@ -7,10 +7,27 @@ INSERT … SELECT of the audit rows for the enrollments this run made.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, String, and_, literal, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Subquery,
+    Table,
+    and_,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason
@@ -32,9 +49,43 @@ def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
 
 
 def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> EvaluateResult:
-    """Count matches and enroll new subjects at `now`. The caller owns the transaction."""
-    matched = conn.execute(playbook.matched_count(now)).scalar_one()
-    cand = playbook.candidates(now).subquery("candidates")
+    """Match and enroll at `now`. The caller owns the transaction.
+
+    The playbook's predicate runs once: its occurrences go to a temporary table, which gives
+    `matched`, feeds the guarded enrollment insert and, for edge triggers, the condition state.
+    """
+    scratch = _scratch_table()
+    scratch.create(conn)
+    try:
+        conn.execute(
+            insert(scratch).from_select(["subject_id", "account_id", "trigger_key"], playbook.occurrences(now))
+        )
+        matched = conn.execute(select(func.count()).select_from(scratch)).scalar_one()
+        enrolled = _enroll(conn, playbook, playbook.admit(scratch, now), now, run_id) if matched else 0
+        if enrolled:
+            _audit_enrollments(conn, playbook, now, run_id)
+        if playbook.edge_triggered:
+            _remember_condition(conn, playbook, select(scratch.c.subject_id).distinct().subquery("holding"), now)
+    finally:
+        scratch.drop(conn)
+    return EvaluateResult(matched=int(matched), enrolled=enrolled)
+
+
+def _scratch_table() -> Table:
+    # A fresh name per call: temporary tables are per connection, but a dry run evaluates several
+    # playbooks on one connection.
+    return Table(
+        f"tf_occurrences_{uuid.uuid4().hex[:12]}",
+        MetaData(),
+        Column("subject_id", Integer),
+        Column("account_id", Integer),
+        Column("trigger_key", String(64)),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _enroll(conn: Connection, playbook: CompiledPlaybook, admitted: Select[Any], now: datetime, run_id: str) -> int:
+    cand = admitted.subquery("candidates")
     source = select(
         literal(playbook.id, String).label("playbook_id"),
         literal(playbook.version, String).label("playbook_version"),
@@ -56,17 +107,11 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
         # INSERT … SELECT rowcount is only kept on request (psycopg reports -1 otherwise).
         .execution_options(preserve_rowcount=True)
     )
-    enrolled = conn.execute(stmt).rowcount
-    if enrolled:
-        _audit_enrollments(conn, playbook, now, run_id)
-    if playbook.edge_triggered:
-        _remember_condition(conn, playbook, now)
-    return EvaluateResult(matched=int(matched), enrolled=max(enrolled, 0))
+    return max(conn.execute(stmt).rowcount, 0)
 
 
-def _remember_condition(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> None:
+def _remember_condition(conn: Connection, playbook: CompiledPlaybook, holding: Subquery, now: datetime) -> None:
     """Record, set-based, for whom the condition holds now: the edge the next tick compares with."""
-    holding = playbook.matching_subjects(now).subquery("holding")
     cs = condition_state.c
     mine = and_(cs.playbook_id == playbook.id, cs.subject_type == playbook.subject)
     conn.execute(

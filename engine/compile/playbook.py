@@ -79,23 +79,38 @@ class CompiledPlaybook:
         src = self.source(now)
         return select(src.subject_id.label("subject_id")).select_from(src.from_).where(self.matches(now)).distinct()
 
-    def candidates(self, now: datetime) -> Select[Any]:
-        """SELECT subject_id, account_id, trigger_key of subjects entering at `now`."""
+    def occurrences(self, now: datetime) -> Select[Any]:
+        """SELECT subject_id, account_id, trigger_key for which segment ∧ trigger hold at `now`.
+
+        Entry rules aside: this is what `matched` counts. The evaluator materialises it once per
+        playbook and tick, then admits from it (see `admit`).
+        """
         ctx = self.context(now)
         src = self.source(now)
         account_id = ctx.subject_table.c.account_id if self.subject == "contact" else ctx.subject_table.c.id
-        guards = [self.matches(now), ~self._already_entered(src.subject_id, src.key, now)]
+        columns = [src.subject_id.label("subject_id"), account_id.label("account_id"), src.key.label("trigger_key")]
+        return select(*columns).select_from(src.from_).where(self.matches(now))
+
+    def admit(self, occurrences: FromClause, now: datetime) -> Select[Any]:
+        """The occurrences (a table or subquery with subject_id, account_id, trigger_key) that enter
+        at `now` under the entry rules."""
+        occ = occurrences.c
+        guards = [~self._already_entered(occ.subject_id, occ.trigger_key, now)]
         if self.edge_triggered:
-            guards.append(~self._was_true(src.subject_id))
+            guards.append(~self._was_true(occ.subject_id))
         if isinstance(self.spec.trigger, EventTrigger) and not self.spec.entry.allow_concurrent:
             # Several matching events in one tick start one enrollment (the earliest event's key).
-            grouped = [src.subject_id.label("subject_id"), account_id.label("account_id")]
-            first_key = func.min(src.key).label("trigger_key")
+            first_key = func.min(occ.trigger_key).label("trigger_key")
             return (
-                select(*grouped, first_key).select_from(src.from_).where(*guards).group_by(src.subject_id, account_id)
+                select(occ.subject_id, occ.account_id, first_key)
+                .where(*guards)
+                .group_by(occ.subject_id, occ.account_id)
             )
-        columns = [src.subject_id.label("subject_id"), account_id.label("account_id"), src.key.label("trigger_key")]
-        return select(*columns).select_from(src.from_).where(*guards)
+        return select(occ.subject_id, occ.account_id, occ.trigger_key).where(*guards)
+
+    def candidates(self, now: datetime) -> Select[Any]:
+        """SELECT subject_id, account_id, trigger_key of subjects entering at `now` (one statement)."""
+        return self.admit(self.occurrences(now).subquery("occurrences"), now)
 
     def matched_count(self, now: datetime) -> Select[Any]:
         """SELECT count(*) of occurrences matching segment ∧ trigger, entry rules aside."""

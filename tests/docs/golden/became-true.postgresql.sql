@@ -1,10 +1,12 @@
-SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23T09:00' AS trigger_key 
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23T09:00' AS trigger_key 
 FROM accounts 
 WHERE accounts.id IN (SELECT events.account_id 
 FROM events 
 WHERE events.name = 'support_ticket_opened' AND events.occurred_at > '2026-11-16 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
-HAVING count(*) >= 5) AND NOT (EXISTS (SELECT * 
+HAVING count(*) >= 5)) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 
-WHERE enrollments.playbook_id = 'doc-became-true' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = '2026-11-23T09:00' OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-11-09 09:00:00'))) AND NOT (EXISTS (SELECT * 
+WHERE enrollments.playbook_id = 'doc-became-true' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-11-09 09:00:00'))) AND NOT (EXISTS (SELECT * 
 FROM condition_state 
-WHERE condition_state.playbook_id = 'doc-became-true' AND condition_state.subject_type = 'account' AND condition_state.subject_id = accounts.id AND condition_state.is_true IS true))
+WHERE condition_state.playbook_id = 'doc-became-true' AND condition_state.subject_type = 'account' AND condition_state.subject_id = occurrences.subject_id AND condition_state.is_true IS true))

@@ -1,5 +1,7 @@
-SELECT accounts.id AS subject_id, accounts.id AS account_id, CAST(accounts.renewal_date AS VARCHAR) AS trigger_key 
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, CAST(accounts.renewal_date AS VARCHAR) AS trigger_key 
 FROM accounts 
-WHERE accounts.renewal_date > '2027-02-18' AND accounts.renewal_date <= '2027-02-21' AND NOT (EXISTS (SELECT * 
+WHERE accounts.renewal_date > '2027-02-18' AND accounts.renewal_date <= '2027-02-21') AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 
-WHERE enrollments.playbook_id = 'doc-date-trigger' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = CAST(accounts.renewal_date AS VARCHAR) OR enrollments.status = 'active')))
+WHERE enrollments.playbook_id = 'doc-date-trigger' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active')))

@@ -1,4 +1,5 @@
-SELECT accounts.id AS subject_id, accounts.id AS account_id, '' AS trigger_key 
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '' AS trigger_key 
 FROM accounts 
 WHERE (EXISTS (SELECT * 
 FROM events 
@@ -10,6 +11,7 @@ FROM events
 WHERE events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id, events.contact_id 
 HAVING count(*) >= 3) AND NOT (EXISTS (SELECT * 
 FROM events 
-WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00')) AND NOT (EXISTS (SELECT * 
+WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00'))) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 
-WHERE enrollments.playbook_id = 'doc-event-window' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = '' OR enrollments.status = 'active')))
+WHERE enrollments.playbook_id = 'doc-event-window' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active')))

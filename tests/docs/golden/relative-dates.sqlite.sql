@@ -1,7 +1,9 @@
-SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' AS trigger_key 
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' AS trigger_key 
 FROM accounts 
 WHERE accounts.renewal_date BETWEEN '2026-11-23' AND '2027-02-21' AND accounts.contract_start < '2025-11-23' AND (EXISTS (SELECT * 
 FROM events 
-WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-10-24 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000')) AND NOT (EXISTS (SELECT * 
+WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-10-24 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000'))) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 
-WHERE enrollments.playbook_id = 'doc-relative-dates' AND enrollments.subject_type = 'account' AND enrollments.subject_id = accounts.id AND (enrollments.trigger_key = '2026-11-23' OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-08-25 09:00:00.000000')))
+WHERE enrollments.playbook_id = 'doc-relative-dates' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-08-25 09:00:00.000000')))
