@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -111,19 +112,25 @@ def _enroll(conn: Connection, playbook: CompiledPlaybook, admitted: Select[Any],
 
 
 def _remember_condition(conn: Connection, playbook: CompiledPlaybook, holding: Subquery, now: datetime) -> None:
-    """Record, set-based, for whom the condition holds now: the edge the next tick compares with."""
+    """Record, set-based, for whom the condition holds now, and who is armed for the next edge.
+
+    A subject is armed until it enters; it is armed again once the condition is seen false. An
+    edge seen while the cooldown still blocks entry therefore stays pending instead of being lost.
+    """
     cs = condition_state.c
     mine = and_(cs.playbook_id == playbook.id, cs.subject_type == playbook.subject)
+    held = select(holding.c.subject_id)
     conn.execute(
         update(condition_state)
-        .where(mine, cs.is_true.is_(True), cs.subject_id.not_in(select(holding.c.subject_id)))
-        .values(is_true=False, changed_at=now)
+        .where(mine, cs.subject_id.not_in(held), or_(cs.is_true.is_(True), cs.armed.is_(False)))
+        .values(is_true=False, armed=True, changed_at=now)
     )
     rows = select(
         literal(playbook.id, String).label("playbook_id"),
         literal(playbook.subject, String).label("subject_type"),
         holding.c.subject_id,
         literal(True).label("is_true"),
+        literal(True).label("armed"),
         literal(now).label("changed_at"),
     ).where(holding.c.subject_id.is_not(None))
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -135,6 +142,12 @@ def _remember_condition(conn: Connection, playbook: CompiledPlaybook, holding: S
             where=condition_state.c.is_true.is_(False),
         )
     )
+    entered = select(enrollments.c.subject_id).where(
+        enrollments.c.playbook_id == playbook.id,
+        enrollments.c.subject_type == playbook.subject,
+        enrollments.c.enrolled_at == now,
+    )
+    conn.execute(update(condition_state).where(mine, cs.subject_id.in_(entered)).values(armed=False))
 
 
 def _audit_enrollments(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> None:

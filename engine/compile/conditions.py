@@ -34,6 +34,7 @@ from sqlalchemy import (
     true,
 )
 
+from engine.compile.sql_functions import json_number, text_contains
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
     ActiveShareCondition,
@@ -89,7 +90,7 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
     if isinstance(sample, bool):
         return element.as_boolean()  # type: ignore[no-any-return]
     if isinstance(sample, int | float):
-        return element.as_float()  # type: ignore[no-any-return]
+        return json_number(element)
     return element.as_string()  # type: ignore[no-any-return]
 
 
@@ -121,7 +122,7 @@ _OPS: dict[str, Callable[[ColumnElement[Any], Any, datetime], ColumnElement[bool
     "in_": lambda c, v, _: c.in_(v),
     "not_in": lambda c, v, _: c.not_in(v),
     "exists": lambda c, v, _: c.is_not(None) if v else c.is_(None),
-    "contains": lambda c, v, _: c.contains(v, autoescape=True),
+    "contains": lambda c, v, _: text_contains(c, v),
     "between": lambda c, v, _: c.between(v[0], v[1]),
     "within_next": lambda c, d, now: c.between(_today_or_now(c, now, timedelta(0)), _today_or_now(c, now, d)),
     "within_last": lambda c, d, now: c.between(_today_or_now(c, now, -d), _today_or_now(c, now, timedelta(0))),
@@ -191,14 +192,14 @@ def _event_window(w: EventWindow, ctx: SqlContext) -> ColumnElement[bool]:
     per_contact = w.per == "contact" and ctx.subject == "account"
     owner, subject_side = ctx.owner("account" if per_contact else w.per)
     in_window = _window(ctx, w.name, ctx.now - w.within, w.where)
+    if per_contact:  # account-level events (no contact) belong to no one contact
+        in_window.append(events.c.contact_id.is_not(None))
     group = [owner, events.c.contact_id] if per_contact else [owner]
 
     def at_least(n: int) -> ColumnElement[bool]:
         if n <= 0:
             return true()
         if n == 1:
-            if per_contact:
-                return exists().where(owner == subject_side, events.c.contact_id.is_not(None), *in_window)
             return exists().where(owner == subject_side, *in_window)
         counted = select(owner).where(*in_window).group_by(*group).having(func.count() >= n)
         return subject_side.in_(counted)

@@ -6,7 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, exists, func, or_, select, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+)
 
 from engine.compile.conditions import SqlContext, compile_condition, describe_condition
 from engine.compile.triggers import Source, trigger_source
@@ -14,7 +27,7 @@ from engine.load import LoadedPlaybook
 from engine.spec import EmailStep, Playbook, TaskStep, WaitStep
 from engine.spec.base import format_duration
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
-from engine.store.models import accounts, contacts, enrollments
+from engine.store.models import accounts, condition_state, contacts, enrollments
 
 StepKind = Literal["email", "task", "wait"]
 
@@ -97,10 +110,10 @@ class CompiledPlaybook:
         occ = occurrences.c
         guards = [~self._already_entered(occ.subject_id, occ.trigger_key, now)]
         if self.edge_triggered:
-            guards.append(~self._was_true(occ.subject_id))
+            guards.append(~self._disarmed(occ.subject_id))
         if isinstance(self.spec.trigger, EventTrigger) and not self.spec.entry.allow_concurrent:
             # Several matching events in one tick start one enrollment (the earliest event's key).
-            first_key = func.min(occ.trigger_key).label("trigger_key")
+            first_key = cast(func.min(cast(occ.trigger_key, BigInteger)), String).label("trigger_key")
             return (
                 select(occ.subject_id, occ.account_id, first_key)
                 .where(*guards)
@@ -137,14 +150,13 @@ class CompiledPlaybook:
             or_(*blockers),
         )
 
-    def _was_true(self, subject_id: Any) -> ColumnElement[bool]:
-        from engine.store.models import condition_state as cs
-
+    def _disarmed(self, subject_id: Any) -> ColumnElement[bool]:
+        # Entered, and the condition not seen false since: no new edge yet.
         return exists().where(
-            cs.c.playbook_id == self.id,
-            cs.c.subject_type == self.subject,
-            cs.c.subject_id == subject_id,
-            cs.c.is_true.is_(True),
+            condition_state.c.playbook_id == self.id,
+            condition_state.c.subject_type == self.subject,
+            condition_state.c.subject_id == subject_id,
+            condition_state.c.armed.is_(False),
         )
 
     def describe_trigger(self) -> str:

@@ -6,6 +6,7 @@ Every trigger compiles to a `Source`: the FROM clause, the predicate that says a
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -97,6 +98,12 @@ def _anniversary(
             extract("day", column) == target.day,
             column < date(target.year, 1, 1),
         )
+        if (target.month, target.day) == (2, 28) and not calendar.isleap(target.year):
+            # A 29 February date has its anniversary on the 28th in common years.
+            leap_day = and_(
+                extract("month", column) == 2, extract("day", column) == 29, column < date(target.year, 1, 1)
+            )
+            same_day = or_(same_day, leap_day)
         branches.append(same_day)
         keys.append((same_day, literal(str(target.year), String)))
     return or_(*branches), case(*keys, else_=literal("", String))

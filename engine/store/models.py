@@ -161,10 +161,11 @@ class Enrollment(Base):
 
 
 class ConditionState(Base):
-    """Whether an edge-triggered playbook's condition held for a subject at the last evaluation.
+    """An edge-triggered playbook's memory of a subject's condition.
 
-    `became_true` triggers enter a subject only on a false → true change: this row remembers the
-    previous value and when it last changed.
+    `became_true` triggers enter a subject only when it is armed: armed until it enters, armed
+    again once the condition has been seen false. `is_true` and `changed_at` say what the last
+    evaluation saw.
     """
 
     __tablename__ = "condition_state"
@@ -173,6 +174,7 @@ class ConditionState(Base):
     subject_type: Mapped[str] = mapped_column(String(10), primary_key=True)
     subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     is_true: Mapped[bool] = mapped_column(Boolean)
+    armed: Mapped[bool] = mapped_column(Boolean)
     changed_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -9,4 +9,4 @@ WHERE NOT (EXISTS (SELECT *
 FROM enrollments 
 WHERE enrollments.playbook_id = 'doc-became-true' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-11-09 09:00:00.000000'))) AND NOT (EXISTS (SELECT * 
 FROM condition_state 
-WHERE condition_state.playbook_id = 'doc-became-true' AND condition_state.subject_type = 'account' AND condition_state.subject_id = occurrences.subject_id AND condition_state.is_true IS 1))
+WHERE condition_state.playbook_id = 'doc-became-true' AND condition_state.subject_type = 'account' AND condition_state.subject_id = occurrences.subject_id AND condition_state.armed IS 0))

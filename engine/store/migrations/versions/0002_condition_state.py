@@ -1,4 +1,4 @@
-"""condition state for edge-triggered playbooks
+"""Condition state for edge-triggered playbooks
 
 Revision ID: 0002
 Revises: 0001
@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("subject_type", sa.String(length=10), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
         sa.Column("is_true", sa.Boolean(), nullable=False),
+        sa.Column("armed", sa.Boolean(), nullable=False),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("playbook_id", "subject_type", "subject_id", name=op.f("pk_condition_state")),
     )

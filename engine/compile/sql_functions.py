@@ -1,0 +1,67 @@
+"""The few SQL expressions that differ between SQLite and PostgreSQL, each compiled per dialect.
+
+Everything else in the compiler is dialect-neutral SQLAlchemy; these are pinned by the golden
+files of both dialects and exercised by the language tests on both databases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Float
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BinaryExpression
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class json_number(FunctionElement[float]):
+    """A JSON value as a number, or NULL when it is not a JSON number (never a cast error).
+
+    PostgreSQL's `(doc ->> 'k')::float` raises on "n/a"; SQLite compares text above every number.
+    Both are wrong for `traits.employees: {gt: 100}`; this reads numbers only.
+    """
+
+    type = Float()
+    inherit_cache = True
+
+    def __init__(self, element: Any) -> None:
+        super().__init__(element)
+        self.element = element
+
+
+def _doc_and_path(element: BinaryExpression[Any]) -> tuple[Any, Any]:
+    return element.left, element.right
+
+
+@compiles(json_number, "postgresql")
+def _json_number_pg(node: json_number, compiler: SQLCompiler, **kw: Any) -> str:
+    doc, key = _doc_and_path(node.element)
+    d, k = compiler.process(doc, **kw), compiler.process(key, **kw)
+    return f"CASE WHEN jsonb_typeof({d} -> {k}) = 'number' THEN CAST(({d} ->> {k}) AS FLOAT) END"
+
+
+@compiles(json_number, "sqlite")
+def _json_number_sqlite(node: json_number, compiler: SQLCompiler, **kw: Any) -> str:
+    doc, key = _doc_and_path(node.element)
+    # SQLAlchemy's SQLite JSON index already binds the key as a JSON path ('$."score"').
+    d, path = compiler.process(doc, **kw), compiler.process(key, **kw)
+    return f"CASE WHEN json_type({d}, {path}) IN ('integer', 'real') THEN json_extract({d}, {path}) END"
+
+
+class text_contains(FunctionElement[bool]):
+    """Case-sensitive substring test. SQLite's LIKE ignores ASCII case; instr/strpos do not."""
+
+    inherit_cache = True
+
+
+@compiles(text_contains, "sqlite")
+def _contains_sqlite(node: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in node.clauses)
+    return f"instr({haystack}, {needle}) > 0"
+
+
+@compiles(text_contains, "postgresql")
+def _contains_pg(node: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in node.clauses)
+    return f"strpos({haystack}, {needle}) > 0"
