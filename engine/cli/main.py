@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -168,6 +169,41 @@ def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, o
         out.print("dry run: nothing was written", markup=False)
     else:
         out.print(f"outbox: {outbox}", markup=False)
+
+
+bench = typer.Typer(no_args_is_help=True, help="Benchmarks: the engine against the floor.")
+app.add_typer(bench, name="bench")
+
+
+@bench.command("evaluate")
+def bench_evaluate(
+    accounts: Annotated[
+        int, typer.Option(help="Accounts in the store (about 3 contacts and 30 events each).")
+    ] = 100_000,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: a SQLite file under bench/).")] = None,
+    seed: Annotated[int, typer.Option(help="Demo-data seed.")] = 7,
+    now: Annotated[
+        str, typer.Option(help="The moment evaluated at (the store is generated around it).")
+    ] = "2026-11-23T09:00",
+    repeat: Annotated[int, typer.Option(help="Runs of each side; the best counts.")] = 3,
+) -> None:
+    """Time one full evaluation of the example playbooks against hand-written SQL; print JSON."""
+    from engine.bench.evaluate import load_examples
+    from engine.bench.evaluate import run as run_bench
+    from engine.store.db import connect
+    from engine.store.demo_data import generate
+
+    settings = load_settings()
+    url = db or f"sqlite:///{settings.project_dir / 'bench' / f'store-{accounts}.db'}"
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    playbooks = load_examples(settings.playbooks_dir, settings.templates_dir)
+
+    def build(engine: Engine, n: int, seed_: int, at: datetime) -> object:
+        return generate(engine, accounts=n, seed=seed_, now=at.replace(hour=0, minute=0))
+
+    result = run_bench(connect(url), accounts, seed, parse_now(now), playbooks, build, repeat=repeat)
+    sys.stdout.write(json.dumps(result.as_dict()) + "\n")
 
 
 def main() -> None:  # pragma: no cover - console entry point

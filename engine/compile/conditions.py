@@ -211,7 +211,8 @@ def _event_window(w: EventWindow, ctx: SqlContext) -> ColumnElement[bool]:
     else:
         parts.append(at_least(threshold))
     if w.at_most is not None:
-        too_many = select(owner).where(*in_window).group_by(*group).having(func.count() > w.at_most)
+        # NOT IN over a list holding NULL is never true: leave owner-less events out of it.
+        too_many = select(owner).where(owner.is_not(None), *in_window).group_by(*group).having(func.count() > w.at_most)
         parts.append(subject_side.not_in(too_many))
     return and_(*parts)
 

@@ -1,0 +1,152 @@
+"""`touchflow bench evaluate`: one full evaluation of every example playbook, against the floor.
+
+Both sides run in the same process on the same database, on a store where nobody is enrolled:
+(a) the engine — `evaluate()` per playbook, enrollment and audit inserts included; (b) the floor
+— the same predicates written by hand (`floor.py`), inserting matching subject ids into a scratch
+table. Each side runs `repeat` times; the best time counts (the least disturbed by the machine).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, text
+
+from engine.bench.floor import FLOOR, floor_params, floor_sql
+from engine.compile import CompiledPlaybook, compile_playbook
+from engine.evaluate import evaluate
+from engine.store.db import migrate
+from engine.store.models import accounts, audit_log, condition_state, enrollments
+from engine.validate import validate_paths
+
+
+@dataclass(frozen=True)
+class EvaluateBench:
+    """The figures `bench evaluate` prints."""
+
+    engine_s: float
+    floor_s: float
+    peak_rss_mb: float
+    accounts: int
+    playbooks: int
+    dialect: str
+    enrolled: int
+    floor_rows: int
+    store_reused: bool
+    build_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.engine_s / self.floor_s if self.floor_s else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "engine_s": round(self.engine_s, 3),
+            "floor_s": round(self.floor_s, 3),
+            "ratio": round(self.ratio, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "accounts": self.accounts,
+            "playbooks": self.playbooks,
+            "dialect": self.dialect,
+            "enrolled": self.enrolled,
+            "floor_rows": self.floor_rows,
+            "store_reused": self.store_reused,
+            "build_s": round(self.build_s, 1),
+        }
+
+
+def load_examples(playbooks_dir: Path, templates_dir: Path) -> list[CompiledPlaybook]:
+    """The example playbooks that have a floor statement, compiled."""
+    report = validate_paths([playbooks_dir], templates_dir)
+    if report.problems:
+        raise ValueError("\n".join(p.format() for p in report.problems))
+    return [compile_playbook(p) for p in report.playbooks if p.spec.id in FLOOR]
+
+
+def ensure_store(
+    engine: Engine, n_accounts: int, seed: int, now: datetime, build: Callable[[Engine, int, int, datetime], Any]
+) -> tuple[bool, float]:
+    """Reuse a store of exactly `n_accounts` accounts, else build one. Returns (reused, seconds)."""
+    migrate(engine)
+    with engine.connect() as conn:
+        have = conn.execute(select(func.count()).select_from(accounts)).scalar_one()
+    if have == n_accounts:
+        return True, 0.0
+    started = time.perf_counter()
+    build(engine, n_accounts, seed, now)
+    return False, time.perf_counter() - started
+
+
+def _reset(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in (enrollments, audit_log, condition_state):
+            conn.execute(delete(table))
+
+
+def _time_engine(engine: Engine, playbooks: list[CompiledPlaybook], now: datetime) -> tuple[float, int]:
+    _reset(engine)
+    enrolled = 0
+    started = time.perf_counter()
+    for playbook in playbooks:
+        with engine.begin() as conn:
+            enrolled += evaluate(conn, playbook, now, "bench").enrolled
+    return time.perf_counter() - started, enrolled
+
+
+def _time_floor(engine: Engine, playbooks: list[CompiledPlaybook], now: datetime) -> tuple[float, int]:
+    dialect = engine.dialect.name
+    params = floor_params(now)
+    rows = 0
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
+        conn.execute(text("CREATE TABLE bench_floor (playbook_id VARCHAR(100), subject_id INTEGER)"))
+    started = time.perf_counter()
+    for playbook in playbooks:
+        body = floor_sql(playbook.id, dialect)
+        sql = f"INSERT INTO bench_floor (playbook_id, subject_id) SELECT '{playbook.id}', x.* FROM ({body}) x"
+        with engine.begin() as conn:
+            rows += conn.execute(text(sql).execution_options(preserve_rowcount=True), params).rowcount
+    elapsed = time.perf_counter() - started
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE bench_floor"))
+    return elapsed, rows
+
+
+def run(
+    engine: Engine,
+    n_accounts: int,
+    seed: int,
+    now: datetime,
+    playbooks: list[CompiledPlaybook],
+    build: Callable[[Engine, int, int, datetime], Any],
+    repeat: int = 3,
+) -> EvaluateBench:
+    """Build or reuse the store, then time the engine and the floor `repeat` times each."""
+    reused, build_s = ensure_store(engine, n_accounts, seed, now, build)
+    engine_times, floor_times = [], []
+    enrolled = floor_rows = 0
+    for _ in range(repeat):
+        elapsed, floor_rows = _time_floor(engine, playbooks, now)
+        floor_times.append(elapsed)
+        elapsed, enrolled = _time_engine(engine, playbooks, now)
+        engine_times.append(elapsed)
+    _reset(engine)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return EvaluateBench(
+        engine_s=min(engine_times),
+        floor_s=min(floor_times),
+        peak_rss_mb=peak_kb / 1024,
+        accounts=n_accounts,
+        playbooks=len(playbooks),
+        dialect=engine.dialect.name,
+        enrolled=enrolled,
+        floor_rows=floor_rows,
+        store_reused=reused,
+        build_s=build_s,
+    )

@@ -1,0 +1,7 @@
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, CASE WHEN (EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 23 AND accounts.contract_start < '2026-01-01') THEN '2026' WHEN (EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 22 AND accounts.contract_start < '2026-01-01') THEN '2026' WHEN (EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 21 AND accounts.contract_start < '2026-01-01') THEN '2026' ELSE '' END AS trigger_key 
+FROM accounts 
+WHERE accounts.status = 'active' AND (EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 23 AND accounts.contract_start < '2026-01-01' OR EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 22 AND accounts.contract_start < '2026-01-01' OR EXTRACT(month FROM accounts.contract_start) = 11 AND EXTRACT(day FROM accounts.contract_start) = 21 AND accounts.contract_start < '2026-01-01')) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'anniversary' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active')))

@@ -1,0 +1,13 @@
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT contacts.id AS subject_id, contacts.account_id AS account_id, '' AS trigger_key 
+FROM contacts JOIN accounts ON accounts.id = contacts.account_id 
+WHERE accounts.status = 'active' AND contacts.id IN (SELECT events.contact_id 
+FROM events 
+WHERE events.name = 'login' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.contact_id 
+HAVING min(events.occurred_at) > '2026-11-09 09:00:00' AND min(events.occurred_at) < '2026-11-16 09:00:00') AND (contacts.id NOT IN (SELECT events.contact_id 
+FROM events 
+WHERE events.contact_id IS NOT NULL AND events.name = 'page_view' AND events.occurred_at > '2026-11-16 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.contact_id 
+HAVING count(*) > 2))) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'new-user-stall' AND enrollments.subject_type = 'contact' AND enrollments.subject_id = occurrences.subject_id AND true))

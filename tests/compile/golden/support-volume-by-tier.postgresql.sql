@@ -1,0 +1,13 @@
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' AS trigger_key 
+FROM accounts 
+WHERE accounts.status = 'active' AND (accounts.tier = 'high_touch' AND accounts.id IN (SELECT events.account_id 
+FROM events 
+WHERE events.name = 'support_ticket_opened' AND events.occurred_at > '2026-10-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
+HAVING count(*) >= 10) OR accounts.tier = 'low_touch' AND accounts.id IN (SELECT events.account_id 
+FROM events 
+WHERE events.name = 'support_ticket_opened' AND events.occurred_at > '2026-10-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
+HAVING count(*) >= 20))) AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'support-volume-by-tier' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active' OR enrollments.enrolled_at > '2026-10-24 09:00:00')))
