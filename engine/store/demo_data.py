@@ -559,10 +559,9 @@ def _pattern_events(rng: random.Random, plan: _AccountPlan, new_user: int | None
         out.append((int(draw() * 2 * _DAY), None, "invoice_overdue", _OVERDUE_PROPS[int(draw() * 4)]))
     elif plan.pattern == _CHAMPION_LEFT:
         out.append((int(draw() * 2 * _DAY), someone(), "contact_left", _LEFT_PROPS[int(draw() * 3)]))
-    elif plan.pattern == _ADVOCATE:
+    elif plan.pattern == _ADVOCATE and draw() < 0.2:
         # Healthy (no recent tickets: see _account_events); a few have already written a review.
-        if draw() < 0.2:
-            out.append((int(draw() * 180 * _DAY), first, "review_submitted", _EMPTY))
+        out.append((int(draw() * 180 * _DAY), first, "review_submitted", _EMPTY))
     if new_user is not None:
         first_login = (7 + int(draw() * 7)) * _DAY - 3600
         out.append((first_login, new_user, "login", _EMPTY))
