@@ -1,9 +1,18 @@
 """Advancing journeys: move due enrollments through their steps and plan deliveries.
 
-For each due enrollment the steps run in order until a `wait` or the end. Emails and tasks become
-ledger rows with a deterministic send key — written before anything is delivered, and unique, so
-advancing the same enrollment twice (two overlapping ticks, a retry) plans nothing twice. The
-enrollment's move is guarded by its old step index, so only one tick moves it.
+For a batch of due enrollments (at most BATCH_SIZE, claimed with SKIP LOCKED on PostgreSQL):
+
+1. each enrollment runs on the version it entered with, or follows the playbook's `versions`
+   policy when the file changed (continue / migrate by step id / exit);
+2. goals and exits are checked — one statement per condition for the whole batch — and end
+   the journey as *converted* or *exited*;
+3. step conditions (`if`, `branch`) are evaluated for the batch the same way;
+4. each enrollment walks its steps until a wait or the end. Emails, tasks and webhooks become
+   ledger rows with a deterministic, unique send key — written before anything is delivered —
+   so advancing twice (overlapping ticks, a retry) plans nothing twice. Updates change the
+   store directly. The enrollment's move is guarded by its old step index.
+
+Everything is written in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +31,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook, CompiledStep
-from engine.spec import EmailStep, TaskStep, WaitStep
-from engine.spec.base import format_duration
-from engine.store.models import contacts, enrollments, ledger
+from engine.compile.journey import goal_reached, holding
+from engine.journey_time import at_date, next_in_window, zone
+from engine.spec import BranchStep, EmailStep, ExitStep, TaskStep, UpdateStep, WaitStep, WebhookStep
+from engine.spec.steps import WaitForWindow, WaitUntil
+from engine.store.catalogue import resolve_field
+from engine.store.models import accounts, contacts, enrollments, ledger
+from engine.versions import VersionStore
+
+Running = list[tuple[Row[Any], CompiledPlaybook, int]]
+"""(enrollment, the playbook version it runs on, the step index it starts at) per due enrollment."""
 
 BATCH_SIZE = 500
+MAX_STEPS_PER_TICK = 100
+"""A journey that runs this many steps in one tick without waiting is looping: it is exited."""
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -36,9 +54,13 @@ class AdvanceResult:
 
     emails_planned: int = 0
     tasks_planned: int = 0
+    webhooks_planned: int = 0
     skipped: int = 0
     waiting: int = 0
     completed: int = 0
+    converted: int = 0
+    exited: int = 0
+    updated: int = 0
 
     def add(self, other: AdvanceResult) -> None:
         for name in self.__dataclass_fields__:
@@ -48,14 +70,7 @@ class AdvanceResult:
 def send_key(playbook_id: str, step_id: str, enrollment: Row[Any], recipient: str) -> str:
     """Deterministic key of one delivery: playbook, step, subject, trigger occurrence, recipient."""
     raw = "|".join(
-        [
-            playbook_id,
-            step_id,
-            enrollment.subject_type,
-            str(enrollment.subject_id),
-            enrollment.trigger_key,
-            recipient,
-        ]
+        [playbook_id, step_id, enrollment.subject_type, str(enrollment.subject_id), enrollment.trigger_key, recipient]
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -76,28 +91,71 @@ class _Plan:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     moves: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[tuple[UpdateStep, int, int | None]] = field(default_factory=list)  # step, account, contact
     result: AdvanceResult = field(default_factory=AdvanceResult)
 
 
-def advance(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str, channel: str) -> AdvanceResult:
+@dataclass
+class _Batch:
+    """What the walk needs to know about a batch, fetched set-based before walking."""
+
+    now: datetime
+    run_id: str
+    channel: str
+    recipients: dict[int, list[Row[Any]]]
+    places: dict[int, dict[str, Any]]  # enrollment id → account/contact fields used by waits
+    holds: dict[tuple[str, str], set[int]]  # (version, step id) → enrollments whose condition holds
+
+
+def advance(
+    conn: Connection,
+    playbook: CompiledPlaybook,
+    now: datetime,
+    run_id: str,
+    channel: str,
+    versions: VersionStore | None = None,
+) -> AdvanceResult:
     """Advance every due enrollment of `playbook` at `now`, in batches. The caller commits."""
+    store = versions or VersionStore({})
     total = AdvanceResult()
     while True:
         due = _due(conn, playbook, now)
         if not due:
             return total
-        recipients = _recipients(conn, playbook, due)
         plan = _Plan()
-        for enrollment in due:
-            _advance_one(plan, playbook, enrollment, recipients, now, run_id, channel)
-        _apply(conn, plan)
+        running = _resolve_versions(conn, plan, playbook, store, due, now, run_id)
+        running = _goals_and_exits(conn, plan, running, now, run_id)
+        batch = _Batch(
+            now=now,
+            run_id=run_id,
+            channel=channel,
+            recipients=_recipients(conn, playbook, [e for e, _, _ in running]),
+            places=_places(conn, playbook, [e for e, _, _ in running]),
+            holds=_conditions(conn, running, now),
+        )
+        for enrollment, compiled, start in running:
+            _walk(plan, batch, compiled, enrollment, start)
+        _apply(conn, plan, now)
         total.add(plan.result)
+
+
+# --- the batch --------------------------------------------------------------------------------
 
 
 def _due(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> Sequence[Row[Any]]:
     e = enrollments.c
     stmt = (
-        select(e.id, e.subject_type, e.subject_id, e.account_id, e.trigger_key, e.step_index)
+        select(
+            e.id,
+            e.subject_type,
+            e.subject_id,
+            e.account_id,
+            e.trigger_key,
+            e.step_index,
+            e.step_id,
+            e.playbook_version,
+            e.enrolled_at,
+        )
         .where(e.playbook_id == playbook.id, e.status == "active", e.next_run_at <= now)
         .order_by(e.id)
         .limit(BATCH_SIZE)
@@ -108,84 +166,310 @@ def _due(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> Sequenc
     return conn.execute(stmt).all()
 
 
+def _base(enrollment: Row[Any], compiled: CompiledPlaybook, now: datetime, run_id: str) -> dict[str, Any]:
+    return {
+        "at": now,
+        "run_id": run_id,
+        "playbook_id": compiled.id,
+        "playbook_version": compiled.version,
+        "enrollment_id": enrollment.id,
+        "account_id": enrollment.account_id,
+        "contact_id": enrollment.subject_id if enrollment.subject_type == "contact" else None,
+    }
+
+
+def _end(
+    plan: _Plan,
+    enrollment: Row[Any],
+    compiled: CompiledPlaybook,
+    status: str,
+    reason: Reason,
+    detail: str,
+    now: datetime,
+    run_id: str,
+    index: int | None = None,
+) -> None:
+    decision = {"converted": Decision.CONVERTED, "exited": Decision.EXITED}.get(status, Decision.COMPLETED)
+    plan.audit.append(
+        audit_row(**_base(enrollment, compiled, now, run_id), decision=decision, reason=reason, detail=detail)
+    )
+    counter = {"converted": "converted", "exited": "exited"}.get(status, "completed")
+    setattr(plan.result, counter, getattr(plan.result, counter) + 1)
+    step_index = enrollment.step_index if index is None else index
+    plan.moves.append(_move(enrollment, compiled, step_index, status, None, detail, now))
+
+
+def _move(
+    enrollment: Row[Any],
+    compiled: CompiledPlaybook,
+    index: int,
+    status: str,
+    next_run_at: datetime | None,
+    outcome: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    step = compiled.steps[index].id if index < len(compiled.steps) else None
+    return {
+        "b_id": enrollment.id,
+        "b_old": enrollment.step_index,
+        "u_step_index": index,
+        "u_step_id": step,
+        "u_status": status,
+        "u_next_run_at": next_run_at,
+        "u_updated_at": now,
+        "u_version": compiled.version,
+        "u_outcome": outcome,
+        "u_ended_at": None if status == "active" else now,
+    }
+
+
+def _resolve_versions(
+    conn: Connection,
+    plan: _Plan,
+    current: CompiledPlaybook,
+    store: VersionStore,
+    due: Sequence[Row[Any]],
+    now: datetime,
+    run_id: str,
+) -> Running:
+    """(enrollment, the playbook version it runs on, the step index to start at) for each one."""
+    running: Running = []
+    policy = current.spec.versions
+    for enrollment in due:
+        if enrollment.playbook_version == current.version:
+            running.append((enrollment, current, enrollment.step_index))
+            continue
+        old = store.get(conn, current.id, enrollment.playbook_version)
+        if policy.on_change == "exit":
+            _end(
+                plan,
+                enrollment,
+                current,
+                "exited",
+                Reason.VERSION_CHANGED,
+                f"playbook changed from {enrollment.playbook_version} to {current.version}",
+                now,
+                run_id,
+            )
+        elif policy.on_change == "continue" and old is not None:
+            running.append((enrollment, old, enrollment.step_index))
+        else:  # migrate (or continue without a record of the old version): move by step id
+            index = _migrated_index(current, old, enrollment)
+            if index is None:
+                _end(
+                    plan,
+                    enrollment,
+                    current,
+                    "exited",
+                    Reason.STEP_REMOVED,
+                    f"step '{enrollment.step_id}' is not in version {current.version}",
+                    now,
+                    run_id,
+                )
+            else:
+                running.append((enrollment, current, index))
+    return running
+
+
+def _migrated_index(current: CompiledPlaybook, old: CompiledPlaybook | None, enrollment: Row[Any]) -> int | None:
+    here = current.index_of(enrollment.step_id)
+    if here is not None or enrollment.step_id is None:
+        return here if here is not None else min(enrollment.step_index, len(current.steps))
+    if current.spec.versions.on_missing_step == "exit" or old is None:
+        return None
+    # Go on after the last step both versions share that comes before the missing one.
+    for step in reversed(old.steps[: enrollment.step_index]):
+        shared = current.index_of(step.id)
+        if shared is not None:
+            return shared + 1
+    return 0
+
+
+def _goals_and_exits(conn: Connection, plan: _Plan, running: Running, now: datetime, run_id: str) -> Running:
+    """End the enrollments whose goal is reached (converted) or whose exit holds (exited)."""
+    by_version: dict[str, Running] = defaultdict(list)
+    for item in running:
+        by_version[item[1].version].append(item)
+    ended: set[int] = set()
+    for items in by_version.values():
+        compiled = items[0][1]
+        ids = [e.id for e, _, _ in items]
+        spec = compiled.spec
+        reached = set(conn.execute(goal_reached(spec.subject, spec.goal, ids, now)).scalars()) if spec.goal else set()
+        leaving = set(conn.execute(holding(spec.subject, spec.exit_, ids, now)).scalars()) if spec.exit_ else set()
+        for enrollment, _, _ in items:
+            if enrollment.id in reached:
+                goal = spec.goal
+                what = goal.event if goal and goal.event else "goal condition"
+                _end(plan, enrollment, compiled, "converted", Reason.GOAL_REACHED, f"{what} reached", now, run_id)
+                ended.add(enrollment.id)
+            elif enrollment.id in leaving:
+                _end(plan, enrollment, compiled, "exited", Reason.EXIT_CONDITION, "exit condition holds", now, run_id)
+                ended.add(enrollment.id)
+    return [item for item in running if item[0].id not in ended]
+
+
+def _conditions(conn: Connection, running: Running, now: datetime) -> dict[tuple[str, str], set[int]]:
+    """For every step with a condition (`if`, `branch`): which enrollments it holds for."""
+    by_version: dict[str, Running] = defaultdict(list)
+    for item in running:
+        by_version[item[1].version].append(item)
+    holds: dict[tuple[str, str], set[int]] = {}
+    for version, items in by_version.items():
+        compiled = items[0][1]
+        ids = [e.id for e, _, start in items]
+        for step in compiled.steps:
+            condition = step.spec.branch.if_ if isinstance(step.spec, BranchStep) else step.spec.if_
+            if condition is not None:
+                holds[(version, step.id)] = set(conn.execute(holding(compiled.subject, condition, ids, now)).scalars())
+    return holds
+
+
 def _recipients(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, list[Row[Any]]]:
     """Contacts of the due subjects, keyed by account (or by contact for contact subjects)."""
+    if not due:
+        return {}
     c = contacts.c
     cols = (c.id, c.account_id, c.email, c.name, c.role)
     by_owner: dict[int, list[Row[Any]]] = defaultdict(list)
     if playbook.subject == "contact":
-        rows = conn.execute(select(*cols).where(c.id.in_([d.subject_id for d in due]))).all()
-        for row in rows:
+        for row in conn.execute(select(*cols).where(c.id.in_([d.subject_id for d in due]))):
             by_owner[row.id].append(row)
     else:
         account_ids = sorted({d.account_id for d in due})
-        rows = conn.execute(select(*cols).where(c.account_id.in_(account_ids)).order_by(c.id)).all()
-        for row in rows:
+        for row in conn.execute(select(*cols).where(c.account_id.in_(account_ids)).order_by(c.id)):
             by_owner[row.account_id].append(row)
     return by_owner
 
 
-def _advance_one(
-    plan: _Plan,
-    playbook: CompiledPlaybook,
-    enrollment: Row[Any],
-    recipients: dict[int, list[Row[Any]]],
-    now: datetime,
-    run_id: str,
-    channel: str,
-) -> None:
-    base = {
-        "at": now,
-        "run_id": run_id,
-        "playbook_id": playbook.id,
-        "playbook_version": playbook.version,
-        "enrollment_id": enrollment.id,
-        "account_id": enrollment.account_id,
+def _places(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, dict[str, Any]]:
+    """Per enrollment: the account's (and contact's) row, for waits on dates and local windows."""
+    if not due:
+        return {}
+    account_rows = {
+        r.id: dict(r._mapping)
+        for r in conn.execute(select(accounts).where(accounts.c.id.in_(sorted({d.account_id for d in due}))))
     }
-    index = enrollment.step_index
-    next_run_at: datetime | None = None
-    status = "active"
-    while index < len(playbook.steps):
-        step = playbook.steps[index]
-        index += 1
-        if isinstance(step.spec, WaitStep):
-            next_run_at = now + step.spec.wait
-            plan.result.waiting += 1
+    contact_rows: dict[int, dict[str, Any]] = {}
+    if playbook.subject == "contact":
+        ids = sorted({d.subject_id for d in due})
+        contact_rows = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(ids)))}
+    out = {}
+    for d in due:
+        out[d.id] = {"account": account_rows.get(d.account_id, {}), "contact": contact_rows.get(d.subject_id, {})}
+    return out
+
+
+# --- the walk -----------------------------------------------------------------------------------
+
+
+def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Row[Any], start: int) -> None:
+    now, run_id = batch.now, batch.run_id
+    base = _base(enrollment, compiled, now, run_id)
+    index = start
+    for _ in range(MAX_STEPS_PER_TICK):
+        if index >= len(compiled.steps):
+            _end(
+                plan,
+                enrollment,
+                compiled,
+                "completed",
+                Reason.JOURNEY_END,
+                f"all {len(compiled.steps)} steps done",
+                now,
+                run_id,
+                index,
+            )
+            return
+        step = compiled.steps[index]
+        spec = step.spec
+        condition_holds = enrollment.id in batch.holds.get((compiled.version, step.id), set())
+        if spec.if_ is not None and not condition_holds:
             plan.audit.append(
                 audit_row(
                     **base,
                     step_id=step.id,
-                    decision=Decision.WAITING,
-                    reason=Reason.WAIT_STEP,
-                    detail=f"wait {format_duration(step.spec.wait)} until {next_run_at.isoformat()}",
+                    decision=Decision.SKIPPED,
+                    reason=Reason.CONDITION_FALSE,
+                    detail="step condition does not hold",
                 )
             )
-            break
-        if isinstance(step.spec, EmailStep):
-            _plan_email(plan, playbook, step, step.spec, enrollment, recipients, base, channel)
-        elif isinstance(step.spec, TaskStep):
-            _plan_task(plan, playbook, step, enrollment, base)
-    else:
-        status = "completed"
-        plan.result.completed += 1
-        plan.audit.append(
-            audit_row(
-                **base,
-                decision=Decision.COMPLETED,
-                reason=Reason.JOURNEY_END,
-                detail=f"all {len(playbook.steps)} steps done",
+            index += 1
+            continue
+        if isinstance(spec, WaitStep):
+            until = _wait_until(spec, batch, enrollment)
+            index += 1
+            if until > now:
+                plan.result.waiting += 1
+                plan.audit.append(
+                    audit_row(
+                        **base,
+                        step_id=step.id,
+                        decision=Decision.WAITING,
+                        reason=Reason.WAIT_STEP,
+                        detail=f"until {until.isoformat()}",
+                    )
+                )
+                plan.moves.append(_move(enrollment, compiled, index, "active", until, None, now))
+                return
+            continue
+        if isinstance(spec, BranchStep):
+            target = spec.branch.then if condition_holds else spec.branch.else_
+            jump = compiled.index_of(target) if target else None
+            plan.audit.append(
+                audit_row(
+                    **base,
+                    step_id=step.id,
+                    decision=Decision.BRANCHED,
+                    reason=Reason.BRANCH,
+                    detail=f"condition {'holds' if condition_holds else 'does not hold'}: "
+                    f"go to {target or 'next step'}",
+                )
             )
-        )
-    plan.moves.append(
-        {
-            "b_id": enrollment.id,
-            "b_old": enrollment.step_index,
-            "u_step_index": index,
-            "u_status": status,
-            "u_next_run_at": next_run_at,
-            "u_updated_at": now,
-        }
-    )
+            index = jump if jump is not None else index + 1
+            continue
+        if isinstance(spec, ExitStep):
+            _end(plan, enrollment, compiled, "exited", Reason.EXIT_STEP, spec.exit, now, run_id, index)
+            return
+        if isinstance(spec, EmailStep):
+            _plan_email(plan, compiled, step, spec, enrollment, batch, base)
+        elif isinstance(spec, TaskStep):
+            _plan_action(plan, compiled, step, enrollment, base, "task", {"task": spec.task.model_dump(mode="json")})
+            plan.result.tasks_planned += 1
+        elif isinstance(spec, WebhookStep):
+            _plan_action(
+                plan, compiled, step, enrollment, base, "webhook", {"webhook": spec.webhook.model_dump(mode="json")}
+            )
+            plan.result.webhooks_planned += 1
+        elif isinstance(spec, UpdateStep):
+            contact = enrollment.subject_id if enrollment.subject_type == "contact" else None
+            plan.updates.append((spec, enrollment.account_id, contact))
+            plan.audit.append(
+                audit_row(
+                    **base,
+                    step_id=step.id,
+                    decision=Decision.UPDATED,
+                    reason=Reason.UPDATE_STEP,
+                    detail=_describe_update(spec),
+                )
+            )
+            plan.result.updated += 1
+        index += 1
+    _end(plan, enrollment, compiled, "exited", Reason.LOOP, f"{MAX_STEPS_PER_TICK} steps without a wait", now, run_id)
+
+
+def _wait_until(spec: WaitStep, batch: _Batch, enrollment: Row[Any]) -> datetime:
+    wait = spec.wait
+    place = batch.places.get(enrollment.id, {"account": {}, "contact": {}})
+    if isinstance(wait, WaitUntil):
+        info = resolve_field(wait.until, "contact" if enrollment.subject_type == "contact" else "account")
+        row = place["contact"] if info and info.table == "contact" else place["account"]
+        moment = at_date(row.get(info.name) if info else None, wait.offset)
+        return moment or batch.now
+    if isinstance(wait, WaitForWindow):
+        tz = zone(place["contact"].get("timezone") or place["account"].get("timezone"))
+        return next_in_window(batch.now, tz, wait.window)
+    return batch.now + wait
 
 
 def _plan_email(
@@ -194,12 +478,11 @@ def _plan_email(
     step: CompiledStep,
     spec: EmailStep,
     enrollment: Row[Any],
-    recipients: dict[int, list[Row[Any]]],
+    batch: _Batch,
     base: dict[str, Any],
-    channel: str,
 ) -> None:
-    owner = enrollment.subject_id if playbook.subject == "contact" else enrollment.account_id
-    people = recipients.get(owner, [])
+    owner = enrollment.subject_id if enrollment.subject_type == "contact" else enrollment.account_id
+    people = batch.recipients.get(owner, [])
     if spec.email.to is not None:
         roles = set(spec.email.to.role)
         people = [p for p in people if p.role in roles]
@@ -210,7 +493,7 @@ def _plan_email(
             audit_row(
                 **base,
                 step_id=step.id,
-                channel=channel,
+                channel=batch.channel,
                 decision=Decision.SKIPPED,
                 reason=Reason.NO_RECIPIENTS,
                 detail=f"no contact with role {wanted}",
@@ -220,85 +503,134 @@ def _plan_email(
     for person in people:
         key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
         problem = email_problem(person.email)
-        row = {
-            "send_key": key,
-            "kind": "email",
-            "channel": channel,
-            "status": "skipped" if problem else "planned",
-            "playbook_id": playbook.id,
-            "playbook_version": playbook.version,
-            "step_id": step.id,
-            "enrollment_id": enrollment.id,
-            "account_id": enrollment.account_id,
-            "contact_id": person.id,
-            "payload": {"template": spec.email.template, "from": spec.email.from_},
-            "error": problem,
-            "created_at": base["at"],
-            "updated_at": base["at"],
-        }
-        plan.ledger.append(row)
+        plan.ledger.append(
+            {
+                "send_key": key,
+                "kind": "email",
+                "channel": batch.channel,
+                "status": "skipped" if problem else "planned",
+                "playbook_id": playbook.id,
+                "playbook_version": playbook.version,
+                "step_id": step.id,
+                "enrollment_id": enrollment.id,
+                "account_id": enrollment.account_id,
+                "contact_id": person.id,
+                "payload": {"template": spec.email.template, "from": spec.email.from_},
+                "error": problem,
+                "created_at": batch.now,
+                "updated_at": batch.now,
+            }
+        )
         if problem:
             plan.result.skipped += 1
             plan.audit.append(
-                audit_row(
-                    **base,
-                    step_id=step.id,
-                    contact_id=person.id,
-                    channel=channel,
-                    decision=Decision.SKIPPED,
-                    reason=Reason.INVALID_EMAIL,
-                    detail=problem,
-                    send_key=key,
-                )
+                {
+                    **audit_row(
+                        **base,
+                        step_id=step.id,
+                        channel=batch.channel,
+                        decision=Decision.SKIPPED,
+                        reason=Reason.INVALID_EMAIL,
+                        detail=problem,
+                        send_key=key,
+                    ),
+                    "contact_id": person.id,
+                }
             )
         else:
             plan.result.emails_planned += 1
 
 
-def _plan_task(
+def _plan_action(
     plan: _Plan,
     playbook: CompiledPlaybook,
     step: CompiledStep,
     enrollment: Row[Any],
     base: dict[str, Any],
+    kind: str,
+    payload: dict[str, Any],
 ) -> None:
-    key = send_key(playbook.id, step.id, enrollment, "task")
+    # The action's spec travels in the payload: dispatch needs no playbook file of that version.
     plan.ledger.append(
         {
-            "send_key": key,
-            "kind": "task",
-            "channel": "task",
+            "send_key": send_key(playbook.id, step.id, enrollment, kind),
+            "kind": kind,
+            "channel": kind,
             "status": "planned",
             "playbook_id": playbook.id,
             "playbook_version": playbook.version,
             "step_id": step.id,
             "enrollment_id": enrollment.id,
             "account_id": enrollment.account_id,
-            "contact_id": enrollment.subject_id if playbook.subject == "contact" else None,
-            "payload": {},
+            "contact_id": base["contact_id"],
+            "payload": payload,
             "error": None,
             "created_at": base["at"],
             "updated_at": base["at"],
         }
     )
-    plan.result.tasks_planned += 1
 
 
-def _apply(conn: Connection, plan: _Plan) -> None:
+def _describe_update(spec: UpdateStep) -> str:
+    u = spec.update
+    parts = [f"{k}={v!r}" for k, v in u.set.items()] + [f"{k} cleared" for k in u.clear]
+    parts += [f"tag +{t}" for t in u.tag] + [f"tag -{t}" for t in u.untag]
+    return f"{u.target}: " + ", ".join(parts)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _apply(conn: Connection, plan: _Plan, now: datetime) -> None:
     if plan.ledger:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(insert(ledger).on_conflict_do_nothing(index_elements=["send_key"]), plan.ledger)
     record(conn, plan.audit)
+    for spec, account_id, contact_id in plan.updates:
+        _apply_update(conn, spec, account_id, contact_id)
     if plan.moves:
         e = enrollments.c
         stmt = (
             update(enrollments)
-            .where(and_(e.id == bindparam("b_id"), e.step_index == bindparam("b_old")))
+            .where(and_(e.id == bindparam("b_id"), e.step_index == bindparam("b_old"), e.status == "active"))
             .values(
                 step_index=bindparam("u_step_index"),
+                step_id=bindparam("u_step_id"),
                 status=bindparam("u_status"),
                 next_run_at=bindparam("u_next_run_at"),
                 updated_at=bindparam("u_updated_at"),
+                playbook_version=bindparam("u_version"),
+                outcome=bindparam("u_outcome"),
+                ended_at=bindparam("u_ended_at"),
             )
         )
         conn.execute(stmt, plan.moves)
+
+
+def _apply_update(conn: Connection, spec: UpdateStep, account_id: int, contact_id: int | None) -> None:
+    u = spec.update
+    table = contacts if u.target == "contact" else accounts
+    row_id = contact_id if u.target == "contact" and contact_id is not None else account_id
+    values: dict[str, Any] = {}
+    traits: dict[str, Any] | None = None
+    for name, value in [*u.set.items(), *((n, None) for n in u.clear)]:
+        if name.startswith("traits."):
+            if traits is None:
+                traits = dict(
+                    conn.execute(select(table.c.traits).where(table.c.id == row_id)).scalar_one_or_none() or {}
+                )
+            key = name.removeprefix("traits.")
+            if value is None:
+                traits.pop(key, None)
+            else:
+                traits[key] = value
+        else:
+            values[name] = value
+    if u.tag or u.untag:
+        if traits is None:
+            traits = dict(conn.execute(select(table.c.traits).where(table.c.id == row_id)).scalar_one_or_none() or {})
+        tags = [t for t in traits.get("tags", []) if t not in u.untag]
+        traits["tags"] = tags + [t for t in u.tag if t not in tags]
+    if traits is not None:
+        values["traits"] = traits
+    conn.execute(update(table).where(table.c.id == row_id).values(**values))

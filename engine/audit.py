@@ -22,6 +22,11 @@ class Decision(StrEnum):
     TASK_OPENED = "task_opened"
     WAITING = "waiting"
     COMPLETED = "completed"
+    CONVERTED = "converted"
+    EXITED = "exited"
+    BRANCHED = "branched"
+    UPDATED = "updated"
+    WEBHOOK_CALLED = "webhook_called"
 
 
 class Reason(StrEnum):
@@ -36,6 +41,17 @@ class Reason(StrEnum):
     CHANNEL_ERROR = "channel_error"
     WAIT_STEP = "wait_step"
     JOURNEY_END = "journey_end"
+    GOAL_REACHED = "goal_reached"
+    EXIT_CONDITION = "exit_condition"
+    EXIT_STEP = "exit_step"
+    CONDITION_FALSE = "condition_false"
+    BRANCH = "branch"
+    UPDATE_STEP = "update_step"
+    VERSION_CHANGED = "version_changed"
+    STEP_REMOVED = "step_removed"
+    LOOP = "loop"
+    WEBHOOK_DELIVERED = "webhook_delivered"
+    WEBHOOK_FAILED = "webhook_failed"
 
 
 def audit_row(

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.audit import Decision, Reason
 from engine.compile import CompiledPlaybook
 from engine.store.models import audit_log, condition_state, enrollments
+from engine.versions import remember
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
     The playbook's predicate runs once: its occurrences go to a temporary table, which gives
     `matched`, feeds the guarded enrollment insert and, for edge triggers, the condition state.
     """
+    remember(conn, playbook, now)
     scratch = _scratch_table()
     scratch.create(conn)
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
 from engine.validate import validate_paths
+from engine.versions import VersionStore
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Project:
     settings: Settings
     playbooks: tuple[CompiledPlaybook, ...]
     renderer: EmailRenderer
+    versions: VersionStore = field(default_factory=lambda: VersionStore({}))
 
     def active(self, only: str | None = None) -> list[CompiledPlaybook]:
         """Active playbooks, or just `only` (whatever its status) when given."""
@@ -39,4 +41,7 @@ def load_project(settings: Settings) -> Project:
     if report.problems:
         raise ProblemsFound(report.problems)
     compiled = tuple(compile_playbook(p) for p in report.playbooks)
-    return Project(settings=settings, playbooks=compiled, renderer=EmailRenderer(settings.templates_dir))
+    known = VersionStore({(p.id, p.version): p for p in compiled})
+    return Project(
+        settings=settings, playbooks=compiled, renderer=EmailRenderer(settings.templates_dir), versions=known
+    )

@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from engine.advance import advance
+from engine.advance import AdvanceResult, advance
 from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
-from engine.evaluate import evaluate
+from engine.evaluate import EvaluateResult, evaluate
 from engine.project import Project
 
 DISPATCH_BATCH = 500
@@ -31,6 +31,8 @@ class PlaybookSummary:
     tasks: int = 0
     skipped: int = 0
     failed: int = 0
+    converted: int = 0
+    exited: int = 0
 
     def as_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -50,9 +52,14 @@ def evaluate_and_advance(
     with engine.begin() as conn:
         ev = evaluate(conn, playbook, now, run_id)
     with engine.begin() as conn:
-        adv = advance(conn, playbook, now, run_id, channel_name)
-    summary.matched, summary.enrolled, summary.skipped = ev.matched, ev.enrolled, adv.skipped
+        adv = advance(conn, playbook, now, run_id, channel_name, project.versions)
+    _fill(summary, ev, adv)
     return summary
+
+
+def _fill(summary: PlaybookSummary, ev: EvaluateResult, adv: AdvanceResult) -> None:
+    summary.matched, summary.enrolled, summary.skipped = ev.matched, ev.enrolled, adv.skipped
+    summary.converted, summary.exited = adv.converted, adv.exited
 
 
 def claim_batch(engine: Engine, now: datetime, limit: int = DISPATCH_BATCH) -> list[int]:
@@ -95,9 +102,8 @@ def dry_run(
         try:
             for pid in playbook_ids:
                 ev = evaluate(conn, project.by_id()[pid], now, run_id)
-                adv = advance(conn, project.by_id()[pid], now, run_id, channel.name)
-                s = summaries[pid]
-                s.matched, s.enrolled, s.skipped = ev.matched, ev.enrolled, adv.skipped
+                adv = advance(conn, project.by_id()[pid], now, run_id, channel.name, project.versions)
+                _fill(summaries[pid], ev, adv)
             while ids := claim(conn, DISPATCH_BATCH, now):
                 merge(
                     summaries,

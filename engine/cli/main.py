@@ -159,7 +159,7 @@ def run(
 def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
     title = f"{'Dry run' if dry_run else 'Tick'} at {at.isoformat(sep=' ')} UTC"
     table = Table(title=title)
-    columns = ("playbook", "matched", "enrolled", "emails", "tasks", "skipped", "failed")
+    columns = ("playbook", "matched", "enrolled", "emails", "tasks", "skipped", "failed", "converted", "exited")
     for col in columns:
         table.add_column(col, justify="left" if col == "playbook" else "right")
     for row in rows:

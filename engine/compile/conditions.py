@@ -34,12 +34,13 @@ from sqlalchemy import (
     true,
 )
 
-from engine.compile.sql_functions import json_number, text_contains
+from engine.compile.sql_functions import json_number, shifted, text_contains
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
     ActiveShareCondition,
     AllOf,
     AnyOf,
+    EngagedCondition,
     EventsCondition,
     EventWindow,
     FieldCondition,
@@ -51,10 +52,11 @@ from engine.spec.conditions import (
     Occurrence,
     PerTier,
     PropertyFilter,
+    SinceEntryCondition,
     TrendCondition,
 )
 from engine.store.catalogue import resolve_field
-from engine.store.models import contacts, events
+from engine.store.models import contacts, events, ledger, message_events
 
 Subject = Literal["account", "contact"]
 
@@ -67,6 +69,8 @@ class SqlContext:
     subject_table: Table
     account_table: Table
     now: datetime
+    enrollment_table: Table | None = None
+    """Set where a condition is about an enrollment (goals, exits, step conditions)."""
 
     def column(self, name: str, sample: Any = None) -> ColumnElement[Any]:
         """The column (or JSON trait, typed like `sample`) a field name refers to."""
@@ -161,7 +165,41 @@ def compile_condition(cond: Any, ctx: SqlContext) -> ColumnElement[bool]:
         return _active_share(cond, ctx)
     if isinstance(cond, FieldCondition):
         return and_(*(field_test(ctx.column(name, _sample(test)), test, ctx.now) for name, test in cond.root.items()))
+    if isinstance(cond, EngagedCondition | SinceEntryCondition):
+        return _journey_condition(cond, ctx)
     raise TypeError(f"not a condition: {cond!r}")
+
+
+_ENGAGEMENT = {"delivered": ("delivered", "open", "click"), "opened": ("open", "click"), "clicked": ("click",)}
+
+
+def _journey_condition(cond: EngagedCondition | SinceEntryCondition, ctx: SqlContext) -> ColumnElement[bool]:
+    e = ctx.enrollment_table
+    if e is None:  # validation allows these only in goals, exits and step conditions
+        raise ValueError("engaged / since_entry need an enrollment")
+    if isinstance(cond, SinceEntryCondition):
+        owner, subject_side = ctx.owner("subject")
+        since = cond.since_entry
+        return exists().where(
+            owner == subject_side,
+            events.c.name == since.name,
+            events.c.occurred_at > e.c.enrolled_at,
+            events.c.occurred_at <= ctx.now,
+            *property_filter(since.where, ctx.now),
+        )
+    engaged = cond.engaged
+    in_time = [message_events.c.occurred_at <= ctx.now]
+    if engaged.within is not None:
+        in_time.append(
+            message_events.c.occurred_at <= shifted(ledger.c.created_at, int(engaged.within.total_seconds()))
+        )
+    return exists().where(
+        ledger.c.enrollment_id == e.c.id,
+        ledger.c.step_id == engaged.step,
+        message_events.c.send_key == ledger.c.send_key,
+        message_events.c.event.in_(_ENGAGEMENT[engaged.with_]),
+        *in_time,
+    )
 
 
 def property_filter(where: PropertyFilter | None, now: datetime) -> list[ColumnElement[bool]]:
@@ -321,6 +359,11 @@ def describe_condition(cond: Any) -> str:
         s = cond.active_share
         bound = f">= {s.at_least:g}%" if s.at_least is not None else f"<= {s.at_most:g}%"
         return f"{bound} of {s.of} active ({s.name} in {format_duration(s.within)})"
+    if isinstance(cond, EngagedCondition):
+        e = cond.engaged
+        return f"{e.with_} the email of step {e.step}" + (f" within {format_duration(e.within)}" if e.within else "")
+    if isinstance(cond, SinceEntryCondition):
+        return f"{cond.since_entry.name} since entry{_where(cond.since_entry.where)}"
     if isinstance(cond, FieldCondition):
         parts: list[str] = []
         for name, test in cond.root.items():

@@ -24,12 +24,13 @@ from sqlalchemy import (
 from engine.compile.conditions import SqlContext, compile_condition, describe_condition
 from engine.compile.triggers import Source, trigger_source
 from engine.load import LoadedPlaybook
-from engine.spec import EmailStep, Playbook, TaskStep, WaitStep
+from engine.spec import AnyStep, Playbook
 from engine.spec.base import format_duration
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
+from engine.spec.steps import step_kind
 from engine.store.models import accounts, condition_state, contacts, enrollments
 
-StepKind = Literal["email", "task", "wait"]
+StepKind = Literal["email", "task", "wait", "branch", "update", "webhook", "exit"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class CompiledStep:
     index: int
     id: str
     kind: StepKind
-    spec: EmailStep | TaskStep | WaitStep
+    spec: AnyStep
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class CompiledPlaybook:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def index_of(self, step_id: str | None) -> int | None:
+        """The position of the step with this id, or None."""
+        return next((s.index for s in self.steps if s.id == step_id), None)
 
     @property
     def subject(self) -> Literal["account", "contact"]:
@@ -182,8 +187,19 @@ class CompiledPlaybook:
 
 def compile_playbook(loaded: LoadedPlaybook) -> CompiledPlaybook:
     """Freeze a validated playbook into what the evaluator and the journey stages run."""
-    steps = []
-    for index, step in enumerate(loaded.spec.steps):
-        kind: StepKind = "email" if isinstance(step, EmailStep) else "task" if isinstance(step, TaskStep) else "wait"
-        steps.append(CompiledStep(index=index, id=step_id(step, index), kind=kind, spec=step))
-    return CompiledPlaybook(spec=loaded.spec, version=loaded.version, path=loaded.path, steps=tuple(steps))
+    return compile_spec(loaded.spec, loaded.version, loaded.path)
+
+
+def compile_spec(spec: Playbook, version: str, path: str = "") -> CompiledPlaybook:
+    """Compile a spec (from a file, or a stored earlier version)."""
+    steps = tuple(
+        CompiledStep(index=i, id=step_id(step, i), kind=cast_kind(step_kind(step)), spec=step)
+        for i, step in enumerate(spec.steps)
+    )
+    return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps)
+
+
+def cast_kind(kind: str | None) -> StepKind:
+    if kind not in ("email", "task", "wait", "branch", "update", "webhook", "exit"):
+        raise ValueError(f"unknown step kind {kind!r}")
+    return kind  # type: ignore[return-value]

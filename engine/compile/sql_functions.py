@@ -65,3 +65,26 @@ def _contains_sqlite(node: text_contains, compiler: SQLCompiler, **kw: Any) -> s
 def _contains_pg(node: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
     haystack, needle = (compiler.process(c, **kw) for c in node.clauses)
     return f"strpos({haystack}, {needle}) > 0"
+
+
+class shifted(FunctionElement[Any]):
+    """A timestamp column plus a constant number of seconds (`sent_at + within`)."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any, seconds: int) -> None:
+        super().__init__(column)
+        self.seconds = int(seconds)
+
+
+@compiles(shifted, "sqlite")
+def _shifted_sqlite(node: shifted, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = node.clauses
+    # strftime keeps SQLAlchemy's stored format (microseconds included), so text comparison holds.
+    return f"strftime('%Y-%m-%d %H:%M:%f000', {compiler.process(column, **kw)}, '{node.seconds:+d} seconds')"
+
+
+@compiles(shifted, "postgresql")
+def _shifted_pg(node: shifted, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = node.clauses
+    return f"({compiler.process(column, **kw)} + make_interval(secs => {node.seconds}))"

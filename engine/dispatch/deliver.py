@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
 from engine.dispatch.channels import EmailChannel, OutgoingEmail
+from engine.dispatch.webhook import WebhookError, post_json
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
-from engine.spec import TaskStep
+from engine.spec.steps import TaskAction, WebhookAction
 from engine.store.models import accounts, contacts, csms, ledger, tasks
 
 TEAM_SENDER = ("Touchflow Customer Success", "success@touchflow.example")
@@ -34,14 +35,22 @@ class DispatchResult:
     emails: Counter[str] = field(default_factory=Counter)
     tasks: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
+    webhooks: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """Plain counts, to cross a Prefect task boundary."""
-        return {"emails": dict(self.emails), "tasks": dict(self.tasks), "failed": dict(self.failed)}
+        return {
+            "emails": dict(self.emails),
+            "tasks": dict(self.tasks),
+            "failed": dict(self.failed),
+            "webhooks": dict(self.webhooks),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, int]]) -> DispatchResult:
-        return cls(Counter(data["emails"]), Counter(data["tasks"]), Counter(data["failed"]))
+        return cls(
+            Counter(data["emails"]), Counter(data["tasks"]), Counter(data["failed"]), Counter(data.get("webhooks", {}))
+        )
 
 
 def claim(conn: Connection, limit: int, now: datetime) -> list[int]:
@@ -76,8 +85,13 @@ def deliver(
     renderer: EmailRenderer,
     now: datetime,
     run_id: str,
+    post: Callable[..., int] = post_json,
 ) -> DispatchResult:
-    """Render and deliver claimed rows; record sent / failed and the audit. The caller commits."""
+    """Render and deliver claimed rows; record sent / failed and the audit. The caller commits.
+
+    One row's failure (a template, an address, a provider error) fails that row with its reason;
+    the rest of the batch goes on.
+    """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
     ctx = _load_context(conn, rows)
@@ -85,7 +99,6 @@ def deliver(
     audits: list[dict[str, Any]] = []
     new_tasks: list[dict[str, Any]] = []
     for row in rows:
-        playbook = playbooks.get(row.playbook_id)
         base = {
             "at": now,
             "run_id": run_id,
@@ -98,49 +111,55 @@ def deliver(
             "channel": row.channel,
             "send_key": row.send_key,
         }
+        playbook = playbooks.get(row.playbook_id)
         try:
             if playbook is None:
                 raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
             if row.kind == "task":
                 task = _build_task(row, playbook, ctx, now)
                 new_tasks.append(task)
-                outcomes.append(
-                    {
-                        "b_id": row.id,
-                        "u_status": "sent",
-                        "u_pid": f"task:{row.send_key}",
-                        "u_error": None,
-                    }
-                )
-                audits.append(
-                    audit_row(
-                        **base,
-                        decision=Decision.TASK_OPENED,
-                        reason=Reason.TASK_CREATED,
-                        detail=f"{task['priority']} task for csm {task['csm_id'] or 'team queue'}: {task['title']}",
-                    )
+                provider_id = f"task:{row.send_key}"
+                who = task["csm_id"] or "team queue"
+                audit = audit_row(
+                    **base,
+                    decision=Decision.TASK_OPENED,
+                    reason=Reason.TASK_CREATED,
+                    detail=f"{task['priority']} task for csm {who}: {task['title']}",
                 )
                 result.tasks[row.playbook_id] += 1
-                continue
-            email = _build_email(row, playbook, ctx, renderer, now)
-            message_id = channel.send(email)
+            elif row.kind == "webhook":
+                status, where = _call_webhook(row, playbook, ctx, post)
+                provider_id = f"http:{status}"
+                audit = audit_row(
+                    **base,
+                    decision=Decision.WEBHOOK_CALLED,
+                    reason=Reason.WEBHOOK_DELIVERED,
+                    detail=f"POST to {where}: HTTP {status}",
+                )
+                result.webhooks[row.playbook_id] += 1
+            else:
+                email = _build_email(row, playbook, ctx, renderer, now)
+                provider_id = channel.send(email)
+                what = f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}"
+                audit = audit_row(
+                    **base,
+                    decision=Decision.SENT,
+                    reason=Reason.DELIVERED_TO_CHANNEL,
+                    detail=what,
+                    content_hash=email.rendered.content_hash,
+                )
+                result.emails[row.playbook_id] += 1
         except RenderError as exc:
             _fail(outcomes, audits, result, row, base, Reason.RENDER_FAILED, str(exc))
+            continue
+        except WebhookError as exc:
+            _fail(outcomes, audits, result, row, base, Reason.WEBHOOK_FAILED, str(exc))
             continue
         except OSError as exc:
             _fail(outcomes, audits, result, row, base, Reason.CHANNEL_ERROR, f"{channel.name}: {exc}")
             continue
-        outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": message_id, "u_error": None})
-        audits.append(
-            audit_row(
-                **base,
-                decision=Decision.SENT,
-                reason=Reason.DELIVERED_TO_CHANNEL,
-                detail=f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}",
-                content_hash=email.rendered.content_hash,
-            )
-        )
-        result.emails[row.playbook_id] += 1
+        outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": provider_id, "u_error": None})
+        audits.append(audit)
     if new_tasks:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), new_tasks)
@@ -231,10 +250,7 @@ def _build_email(
 
 
 def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime) -> dict[str, Any]:
-    step = next((s for s in playbook.steps if s.id == row.step_id), None)
-    if step is None or not isinstance(step.spec, TaskStep):
-        raise RenderError(f"step '{row.step_id}' is no longer a task step of '{playbook.id}'")
-    spec = step.spec.task
+    spec = _action(row, playbook, "task", TaskAction)
     context = _template_context(row, playbook, ctx)
     return {
         "send_key": row.send_key,
@@ -249,3 +265,43 @@ def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: d
         "due_at": now + spec.due,
         "created_at": now,
     }
+
+
+_A = TypeVar("_A", TaskAction, WebhookAction)
+
+
+def _action(row: Row[Any], playbook: CompiledPlaybook, kind: str, model: type[_A]) -> _A:
+    """The step's action as planned (carried in the payload), else as the playbook says now."""
+    if kind in (row.payload or {}):
+        return model.model_validate(row.payload[kind])
+    step = next((s for s in playbook.steps if s.id == row.step_id), None)
+    action = getattr(step.spec, kind, None) if step is not None else None
+    if not isinstance(action, model):
+        raise RenderError(f"step '{row.step_id}' is no longer a {kind} step of '{playbook.id}'")
+    return action
+
+
+def _call_webhook(
+    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, post: Callable[..., int]
+) -> tuple[int, str]:
+    spec = _action(row, playbook, "webhook", WebhookAction)
+    if spec.url_env is not None:
+        url = os.environ.get(spec.url_env)
+        where = f"${spec.url_env}"
+        if not url:
+            raise WebhookError(f"environment variable {spec.url_env} is not set")
+    else:
+        url = spec.url or ""
+        where = url.split("?")[0]
+    body = _render_json(spec.body, _template_context(row, playbook, ctx))
+    return post(url, body, spec.timeout.total_seconds(), spec.retries), where
+
+
+def _render_json(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render_inline(value, context)
+    if isinstance(value, dict):
+        return {k: _render_json(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_json(v, context) for v in value]
+    return value

@@ -4,28 +4,35 @@ Every field's docstring becomes its description in the JSON Schema (`touchflow s
 """
 
 from engine.spec.conditions import Condition, EventWindow, FieldOps, NoEventWindow
-from engine.spec.playbook import (
-    DateTrigger,
+from engine.spec.playbook import DateTrigger, Entry, Goal, Playbook, Trigger, Versions
+from engine.spec.steps import (
+    AnyStep,
+    BranchStep,
     EmailAction,
     EmailStep,
-    Entry,
-    Playbook,
+    ExitStep,
     Recipients,
     Step,
     TaskAction,
     TaskStep,
-    Trigger,
+    UpdateStep,
     WaitStep,
+    WebhookStep,
+    step_id,
 )
 
 __all__ = [
+    "AnyStep",
+    "BranchStep",
     "Condition",
     "DateTrigger",
     "EmailAction",
     "EmailStep",
     "Entry",
     "EventWindow",
+    "ExitStep",
     "FieldOps",
+    "Goal",
     "NoEventWindow",
     "Playbook",
     "Recipients",
@@ -33,5 +40,9 @@ __all__ = [
     "TaskAction",
     "TaskStep",
     "Trigger",
+    "UpdateStep",
+    "Versions",
     "WaitStep",
+    "WebhookStep",
+    "step_id",
 ]

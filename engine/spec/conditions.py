@@ -16,6 +16,8 @@ from engine.spec.base import Duration, Scalar, SpecModel
 BOOLEAN_KEYS = ("all", "any", "not")
 EVENT_KEYS = ("events", "no_events", "first_event", "last_event", "trend", "active_share")
 TRIGGER_KEYS = ("date", "event", "became_true", "cooldown", "schedule")
+JOURNEY_KEYS = ("engaged", "since_entry")
+"""Conditions about the enrollment itself: valid in goals, exits and step conditions only."""
 
 
 class FieldOps(SpecModel):
@@ -85,7 +87,9 @@ class FieldCondition(RootModel[dict[str, FieldTest]]):
 
     # In the JSON Schema, reserved words are not field names: keeps `oneOf` unambiguous for editors.
     model_config = ConfigDict(
-        json_schema_extra={"propertyNames": {"not": {"enum": [*BOOLEAN_KEYS, *EVENT_KEYS, *TRIGGER_KEYS]}}}
+        json_schema_extra={
+            "propertyNames": {"not": {"enum": [*BOOLEAN_KEYS, *EVENT_KEYS, *TRIGGER_KEYS, *JOURNEY_KEYS]}}
+        }
     )
 
 
@@ -216,6 +220,26 @@ class ActiveShare(SpecModel):
         return self
 
 
+class Engagement(SpecModel):
+    """What a recipient did with an email sent by an earlier step of the same enrollment."""
+
+    step: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """The id of the earlier email step."""
+    with_: Literal["delivered", "opened", "clicked"] = Field(alias="with")
+    """The engagement: delivered, opened (implies delivered) or clicked (implies opened)."""
+    within: Duration | None = None
+    """Only engagement within this long after the email was sent counts."""
+
+
+class SinceEntry(SpecModel):
+    """An event of the subject since it entered this journey."""
+
+    name: str = Field(min_length=1)
+    """The event's name, e.g. `renewal_signed`."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+
+
 class AllOf(SpecModel):
     """Every condition holds."""
 
@@ -279,12 +303,26 @@ class ActiveShareCondition(SpecModel):
     """The activity, the denominator and the bounds."""
 
 
+class EngagedCondition(SpecModel):
+    """A recipient engaged with an earlier email of this enrollment (goals, exits, step conditions)."""
+
+    engaged: Engagement
+    """The email step and the engagement that matches."""
+
+
+class SinceEntryCondition(SpecModel):
+    """An event happened since the subject entered (goals, exits, step conditions)."""
+
+    since_entry: SinceEntry
+    """The event that matches."""
+
+
 def condition_kind(value: Any) -> str | None:
     """The union tag of a raw condition: its single reserved key, else 'field'."""
     if isinstance(value, dict):
         if len(value) == 1:
             (key,) = value
-            if key in BOOLEAN_KEYS or key in EVENT_KEYS:
+            if key in BOOLEAN_KEYS or key in EVENT_KEYS or key in JOURNEY_KEYS:
                 return str(key)
         return "field" if value else None
     for tag, cls in _TAGS.items():
@@ -303,6 +341,8 @@ Condition = Annotated[
     | Annotated[LastEventCondition, Tag("last_event")]
     | Annotated[TrendCondition, Tag("trend")]
     | Annotated[ActiveShareCondition, Tag("active_share")]
+    | Annotated[EngagedCondition, Tag("engaged")]
+    | Annotated[SinceEntryCondition, Tag("since_entry")]
     | Annotated[FieldCondition, Tag("field")],
     Discriminator(
         condition_kind,
@@ -310,7 +350,7 @@ Condition = Annotated[
         custom_error_message=(
             "a condition is a non-empty mapping: {field: {op: value}}, {all: [...]}, {any: [...]}, "
             "{not: {...}}, {events: {...}}, {no_events: {...}}, {first_event: {...}}, "
-            "{last_event: {...}}, {trend: {...}} or {active_share: {...}}"
+            "{last_event: {...}}, {trend: {...}}, {active_share: {...}}, {engaged: {...}} or {since_entry: {...}}"
         ),
     ),
 ]
@@ -326,6 +366,8 @@ _TAGS: dict[str, type] = {
     "last_event": LastEventCondition,
     "trend": TrendCondition,
     "active_share": ActiveShareCondition,
+    "engaged": EngagedCondition,
+    "since_entry": SinceEntryCondition,
     "field": FieldCondition,
 }
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from engine.spec.base import Duration, SignedDuration, SpecModel
 from engine.spec.conditions import Condition, PropertyFilter, condition_kind
+from engine.spec.steps import IDENTIFIER, TEMPLATE_NAME, Step, step_id
 
-Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
-IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
-TEMPLATE_NAME = r"^[a-z0-9_/-]+$"
+__all__ = ["IDENTIFIER", "TEMPLATE_NAME", "step_id"]
 
 
 class DateTrigger(SpecModel):
@@ -128,86 +127,35 @@ class Entry(SpecModel):
     occurrence). Default: a subject with an active enrollment does not enter again."""
 
 
-class Recipients(SpecModel):
-    """Which contacts of the account receive an email."""
+class Goal(SpecModel):
+    """What success looks like: an event since entry, or a condition. Reaching it ends the
+    enrollment as *converted* (counted per variant in experiments)."""
 
-    role: list[Role] = Field(min_length=1)
-    """Contact roles to send to: admin, champion, user, exec_sponsor, billing."""
+    event: str | None = None
+    """An event of the subject since it entered, e.g. `renewal_signed`."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+    condition: Condition | None = None
+    """Or: a condition on the subject's data."""
+    within: Duration | None = None
+    """Only a goal reached within this long after entry counts; after it the journey goes on."""
 
-
-class EmailAction(SpecModel):
-    """Send one email, rendered from a template, to each recipient."""
-
-    template: str = Field(pattern=TEMPLATE_NAME)
-    """Template name under templates/email/, without locale and extension: `renewal/plan`."""
-    to: Recipients | None = None
-    """Recipients by role; required for account subjects, not allowed for contact subjects
-    (the contact is the recipient)."""
-    from_: Literal["csm", "team"] = Field(default="team", alias="from")
-    """Sender: `csm` is the account's CSM (falls back to the team sender), `team` the team."""
-
-
-class TaskAction(SpecModel):
-    """Open a task for a CSM."""
-
-    title: str = Field(min_length=1, max_length=300)
-    """The task's title; a template: `Call {{ account.name }} about the renewal`."""
-    body: str = ""
-    """Longer instructions for the CSM; a template too."""
-    assignee: Literal["csm"] = "csm"
-    """Who gets it: the account's CSM, or the team queue when the account has none."""
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    """How urgent the task is."""
-    due: Duration = Field(default=timedelta(days=3), json_schema_extra={"default": "3d"})
-    """How long after opening the task is due."""
+    @model_validator(mode="after")
+    def _one(self) -> Goal:
+        if (self.event is None) == (self.condition is None):
+            raise ValueError("give exactly one of event, condition")
+        return self
 
 
-class _StepBase(SpecModel):
-    id: str | None = Field(default=None, pattern=IDENTIFIER)
-    """The step's stable name, used in send keys and the audit; default `<kind>-<position>`."""
+class Versions(SpecModel):
+    """What happens to enrollments in flight when the playbook's content changes."""
 
-
-class EmailStep(_StepBase):
-    """A step that sends an email."""
-
-    email: EmailAction
-    """The email to send."""
-
-
-class TaskStep(_StepBase):
-    """A step that opens a CSM task."""
-
-    task: TaskAction
-    """The task to open."""
-
-
-class WaitStep(_StepBase):
-    """A step that waits before the next one."""
-
-    wait: Duration
-    """How long to wait, e.g. `14d`."""
-
-
-STEP_KINDS = ("email", "task", "wait")
-
-
-def _step_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        present = [k for k in STEP_KINDS if k in value]
-        return present[0] if len(present) == 1 else None
-    by_class: dict[type, str] = {EmailStep: "email", TaskStep: "task", WaitStep: "wait"}
-    return by_class.get(type(value))
-
-
-Step = Annotated[
-    Annotated[EmailStep, Tag("email")] | Annotated[TaskStep, Tag("task")] | Annotated[WaitStep, Tag("wait")],
-    Discriminator(
-        _step_kind,
-        custom_error_type="invalid_step",
-        custom_error_message="a step has exactly one of: email, task, wait",
-    ),
-]
-"""One step of the journey."""
+    on_change: Literal["continue", "migrate", "exit"] = "continue"
+    """`continue` the version they entered with; `migrate` to the new version at the step with
+    the same id; or `exit` them."""
+    on_missing_step: Literal["exit", "next"] = "exit"
+    """When migrating and the current step no longer exists: `exit`, or go on with the step that
+    follows the last step both versions share."""
 
 
 class Playbook(SpecModel):
@@ -237,11 +185,9 @@ class Playbook(SpecModel):
     """How often one subject may enter (default: once per trigger occurrence, one at a time)."""
     steps: list[Step] = Field(min_length=1)
     """What happens, in order."""
-
-
-def step_id(step: EmailStep | TaskStep | WaitStep, index: int) -> str:
-    """The step's id, or `<kind>-<position>` (1-based) when it has none."""
-    if step.id:
-        return step.id
-    kind = "email" if isinstance(step, EmailStep) else "task" if isinstance(step, TaskStep) else "wait"
-    return f"{kind}-{index + 1}"
+    goal: Goal | None = None
+    """Ends the enrollment as converted; checked before every step."""
+    exit_: Condition | None = Field(default=None, alias="exit")
+    """Ends the enrollment as exited when it holds; checked before every step."""
+    versions: Versions = Versions()
+    """How enrollments in flight follow changes to this file."""

@@ -152,12 +152,40 @@ class Enrollment(Base):
     subject_id: Mapped[int] = mapped_column(Integer)
     account_id: Mapped[int] = mapped_column(Integer)
     trigger_key: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20))  # active | completed | exited
+    status: Mapped[str] = mapped_column(String(20))  # active | completed | converted | exited
     step_index: Mapped[int] = mapped_column(Integer, default=0)
+    step_id: Mapped[str | None] = mapped_column(String(100))  # id of the step at step_index
+    outcome: Mapped[str | None] = mapped_column(String(200))  # why it ended
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
     enrolled_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     run_id: Mapped[str] = mapped_column(String(64))
+
+
+class PlaybookVersion(Base):
+    """Every version of a playbook that has run: enrollments in flight may continue on it."""
+
+    __tablename__ = "playbook_versions"
+
+    playbook_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class MessageEvent(Base):
+    """What happened to a sent message at the provider: delivered, open, click, bounce, …"""
+
+    __tablename__ = "message_events"
+    __table_args__ = (Index("ix_message_events_key", "send_key", "event"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    send_key: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(30))  # delivered | open | click | bounce | dropped | …
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    provider_event_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ConditionState(Base):
@@ -260,6 +288,8 @@ csms = cast(Table, Csm.__table__)
 health_history = cast(Table, HealthHistory.__table__)
 enrollments = cast(Table, Enrollment.__table__)
 condition_state = cast(Table, ConditionState.__table__)
+playbook_versions = cast(Table, PlaybookVersion.__table__)
+message_events = cast(Table, MessageEvent.__table__)
 ledger = cast(Table, LedgerEntry.__table__)
 tasks = cast(Table, Task.__table__)
 audit_log = cast(Table, AuditEntry.__table__)

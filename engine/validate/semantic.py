@@ -15,19 +15,22 @@ from engine.load.yaml_nodes import Path
 from engine.problems import Problem, did_you_mean
 from engine.render import EmailRenderer, inline_template_error
 from engine.render.templates import template_problems
-from engine.spec import EmailStep, Playbook, TaskStep
+from engine.spec import AnyStep, BranchStep, EmailStep, Playbook, TaskStep, UpdateStep, WaitStep, WebhookStep
 from engine.spec.conditions import (
     BOOLEAN_KEYS,
     EVENT_KEYS,
     AllOf,
     AnyOf,
+    EngagedCondition,
     EventsCondition,
     FieldCondition,
     FieldOps,
     NotOf,
     PerTier,
+    SinceEntryCondition,
 )
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
+from engine.spec.steps import WaitUntil
 from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
 
 _ORDERING = ("lt", "lte", "gt", "gte", "between")
@@ -51,26 +54,91 @@ def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Pa
     if spec.segment is not None:
         yield from _condition(spec.segment, ("segment",), spec)
     yield from _trigger(spec)
+    ids = [step_id(step, i) for i, step in enumerate(spec.steps)]
+    email_ids = [step_id(step, i) for i, step in enumerate(spec.steps) if isinstance(step, EmailStep)]
+    if spec.goal is not None and spec.goal.condition is not None:
+        yield from _condition(spec.goal.condition, ("goal", "condition"), spec, email_ids)
+    if spec.exit_ is not None:
+        yield from _condition(spec.exit_, ("exit",), spec, email_ids)
     seen: set[str] = set()
     for i, step in enumerate(spec.steps):
         at: Path = ("steps", i)
-        sid = step_id(step, i)
+        sid = ids[i]
         if sid in seen:
             yield (*at, "id"), f"step id '{sid}' is used twice; step ids must be unique"
         seen.add(sid)
-        if isinstance(step, EmailStep):
-            email = step.email
-            if spec.subject == "account" and email.to is None:
-                yield at + ("email",), "an email to an account needs 'to: {role: [...]}'"
-            if spec.subject == "contact" and email.to is not None:
-                yield at + ("email", "to"), "a contact subject is the recipient; remove 'to'"
-            if not renderer.variants(email.template):
-                yield at + ("email", "template"), _missing_template(renderer, email.template)
-        elif isinstance(step, TaskStep):
-            for key in ("title", "body"):
-                error = inline_template_error(getattr(step.task, key))
-                if error:
-                    yield at + ("task", key), f"template syntax: {error}"
+        earlier_emails = [x for x in email_ids if ids.index(x) < i]
+        if step.if_ is not None:
+            yield from _condition(step.if_, (*at, "if"), spec, earlier_emails)
+        yield from _step(step, at, spec, renderer, ids, earlier_emails)
+
+
+def _step(
+    step: AnyStep, at: Path, spec: Playbook, renderer: EmailRenderer, ids: list[str], earlier_emails: list[str]
+) -> Iterator[tuple[Path, str]]:
+    if isinstance(step, EmailStep):
+        email = step.email
+        if spec.subject == "account" and email.to is None:
+            yield (*at, "email"), "an email to an account needs 'to: {role: [...]}'"
+        if spec.subject == "contact" and email.to is not None:
+            yield (*at, "email", "to"), "a contact subject is the recipient; remove 'to'"
+        if not renderer.variants(email.template):
+            yield (*at, "email", "template"), _missing_template(renderer, email.template)
+    elif isinstance(step, TaskStep):
+        for key in ("title", "body"):
+            error = inline_template_error(getattr(step.task, key))
+            if error:
+                yield (*at, "task", key), f"template syntax: {error}"
+    elif isinstance(step, BranchStep):
+        yield from _condition(step.branch.if_, (*at, "branch", "if"), spec, earlier_emails)
+        for key, target in (("then", step.branch.then), ("else", step.branch.else_)):
+            if target is not None and target not in ids:
+                yield (*at, "branch", key), f"no step with id '{target}'{did_you_mean(target, ids)}"
+    elif isinstance(step, WaitStep) and isinstance(step.wait, WaitUntil):
+        info = resolve_field(step.wait.until, spec.subject)
+        if info is None:
+            yield (*at, "wait", "until"), _unknown_field(step.wait.until, spec)
+        elif info.kind not in ("date", "datetime"):
+            yield (*at, "wait", "until"), f"'{step.wait.until}' is a {info.kind} field, not a date"
+    elif isinstance(step, UpdateStep):
+        yield from _update(step, (*at, "update"), spec)
+    elif isinstance(step, WebhookStep):
+        for path, value in _strings(step.webhook.body, (*at, "webhook", "body")):
+            error = inline_template_error(value)
+            if error:
+                yield path, f"template syntax: {error}"
+
+
+_READ_ONLY = {"id", "account_id", "traits"}
+
+
+def _update(step: UpdateStep, at: Path, spec: Playbook) -> Iterator[tuple[Path, str]]:
+    u = step.update
+    if u.target == "contact" and spec.subject != "contact":
+        yield (*at, "target"), "an account subject has no single contact to update; use target: account"
+        return
+    for key, names in (("set", list(u.set)), ("clear", u.clear)):
+        for name in names:
+            info = resolve_field(f"{u.target}.{name}", "contact")
+            if info is None or (info.name in _READ_ONLY and not info.key):
+                hint = did_you_mean(name, [n for n in known_field_names("contact") if "." not in n])
+                yield (
+                    (*at, key, name) if key == "set" else (*at, key),
+                    f"cannot update '{name}' of the {u.target}{hint}",
+                )
+            elif key == "set" and not info.key:
+                yield from _value(info, "set", u.set[name], (*at, key, name))
+
+
+def _strings(value: Any, at: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, str):
+        yield at, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*at, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*at, i))
 
 
 def _missing_template(renderer: EmailRenderer, name: str) -> str:
@@ -115,15 +183,24 @@ def _schedule(trigger: ScheduleTrigger) -> Iterator[tuple[Path, str]]:
         )
 
 
-def _condition(cond: Any, at: Path, spec: Playbook) -> Iterator[tuple[Path, str]]:
+def _condition(cond: Any, at: Path, spec: Playbook, emails: list[str] | None = None) -> Iterator[tuple[Path, str]]:
+    """Problems of a condition. `emails` is set where enrollment conditions are allowed: the ids
+    of the email steps an `engaged` may refer to."""
     if isinstance(cond, AllOf):
         for i, sub in enumerate(cond.all):
-            yield from _condition(sub, at + ("all", i), spec)
+            yield from _condition(sub, at + ("all", i), spec, emails)
     elif isinstance(cond, AnyOf):
         for i, sub in enumerate(cond.any):
-            yield from _condition(sub, at + ("any", i), spec)
+            yield from _condition(sub, at + ("any", i), spec, emails)
     elif isinstance(cond, NotOf):
-        yield from _condition(cond.not_, at + ("not",), spec)
+        yield from _condition(cond.not_, at + ("not",), spec, emails)
+    elif isinstance(cond, EngagedCondition | SinceEntryCondition):
+        key = "engaged" if isinstance(cond, EngagedCondition) else "since_entry"
+        if emails is None:
+            yield (*at, key), f"'{key}' is about an enrollment: use it in goal, exit, a step's if or a branch"
+        elif isinstance(cond, EngagedCondition) and cond.engaged.step not in emails:
+            step = cond.engaged.step
+            yield (*at, key, "step"), f"no earlier email step '{step}'{did_you_mean(step, emails)}"
     elif isinstance(cond, EventsCondition) and cond.events.per == "contact" and spec.subject == "contact":
         yield at + ("events", "per"), "per: contact is the default for contact subjects; remove it"
     elif isinstance(cond, EventsCondition) and isinstance(cond.events.at_least, PerTier):

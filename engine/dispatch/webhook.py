@@ -1,0 +1,56 @@
+"""POST JSON to a webhook with a timeout and retries (429 and 5xx, timeouts, refused connections)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+MAX_BACKOFF_S = 30.0
+
+
+class WebhookError(Exception):
+    """The webhook failed for good; the message is safe for the audit (no URL: it may hold a secret)."""
+
+
+def post_json(
+    url: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    retries: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """POST `body` to `url`; return the HTTP status. Retries with exponential backoff and jitter,
+    honouring Retry-After; other 4xx answers fail at once."""
+    data = json.dumps(body).encode()
+    last = ""
+    for attempt in range(retries + 1):
+        request = urllib.request.Request(
+            url, data=data, method="POST", headers={"Content-Type": "application/json", "User-Agent": "touchflow"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read(300).decode('utf-8', 'replace').strip()}"
+            if exc.code != 429 and exc.code < 500:
+                raise WebhookError(last) from None
+            wait = _retry_after(exc.headers.get("Retry-After"))
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last = f"{type(reason).__name__}: {reason}"
+            wait = None
+        if attempt < retries:
+            sleep(wait if wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt) * (0.5 + random.random()))
+    raise WebhookError(f"gave up after {retries + 1} attempts; last: {last}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(MAX_BACKOFF_S, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None

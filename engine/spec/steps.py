@@ -1,0 +1,256 @@
+"""The steps of a journey: email, task, wait, branch, update, webhook, exit.
+
+Every step may carry `id` (stable name for send keys, the audit, branches and version moves) and
+`if` (a condition: when it does not hold, the step is skipped and the journey goes on).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from engine.spec.base import Duration, Scalar, SignedDuration, SpecModel
+from engine.spec.conditions import Condition
+
+Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
+TEMPLATE_NAME = r"^[a-z0-9_/-]+$"
+CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class Recipients(SpecModel):
+    """Which contacts of the account receive an email."""
+
+    role: list[Role] = Field(min_length=1)
+    """Contact roles to send to: admin, champion, user, exec_sponsor, billing."""
+
+
+class EmailAction(SpecModel):
+    """Send one email, rendered from a template, to each recipient."""
+
+    template: str = Field(pattern=TEMPLATE_NAME)
+    """Template name under templates/email/, without locale and extension: `renewal/plan`."""
+    to: Recipients | None = None
+    """Recipients by role; required for account subjects, not allowed for contact subjects
+    (the contact is the recipient)."""
+    from_: Literal["csm", "team"] = Field(default="team", alias="from")
+    """Sender: `csm` is the account's CSM (falls back to the team sender), `team` the team."""
+
+
+class TaskAction(SpecModel):
+    """Open a task for a CSM."""
+
+    title: str = Field(min_length=1, max_length=300)
+    """The task's title; a template: `Call {{ account.name }} about the renewal`."""
+    body: str = ""
+    """Longer instructions for the CSM; a template too."""
+    assignee: Literal["csm"] = "csm"
+    """Who gets it: the account's CSM, or the team queue when the account has none."""
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    """How urgent the task is."""
+    due: Duration = Field(default=timedelta(days=3), json_schema_extra={"default": "3d"})
+    """How long after opening the task is due."""
+
+
+class WaitUntil(SpecModel):
+    """Wait until a date field of the subject or its account, plus or minus an offset."""
+
+    until: str
+    """A date field, e.g. `renewal_date`."""
+    offset: SignedDuration = Field(default=timedelta(0), json_schema_extra={"default": "0d"})
+    """Relative to the date: `-30d` is 30 days before it. A moment already past does not wait."""
+
+
+class LocalWindow(SpecModel):
+    """Hours and days in the recipient's own time zone (the contact's, else the account's)."""
+
+    start: str = Field(default="09:00", pattern=CLOCK)
+    """Opening time, HH:MM."""
+    end: str = Field(default="17:00", pattern=CLOCK)
+    """Closing time, HH:MM (after `start`)."""
+    days: list[Weekday] = Field(default=["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    """Days of the week the window is open."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LocalWindow:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+
+class WaitForWindow(SpecModel):
+    """Wait until the next moment inside a local time window (now, if already inside)."""
+
+    window: LocalWindow
+    """The allowed hours and days."""
+
+
+def _wait_kind(value: Any) -> str:
+    if isinstance(value, dict | WaitUntil | WaitForWindow):
+        return (
+            "window" if isinstance(value, WaitForWindow) or (isinstance(value, dict) and "window" in value) else "until"
+        )
+    return "duration"
+
+
+WaitValue = Annotated[
+    Annotated[Duration, Tag("duration")] | Annotated[WaitUntil, Tag("until")] | Annotated[WaitForWindow, Tag("window")],
+    Discriminator(_wait_kind),
+]
+"""A duration (`14d`), a date (`{until: renewal_date, offset: -30d}`) or a local window."""
+
+
+class BranchAction(SpecModel):
+    """Go to one step or another depending on a condition."""
+
+    if_: Condition = Field(alias="if")
+    """The condition (on data, or `engaged` with an earlier email)."""
+    then: str | None = Field(default=None, pattern=IDENTIFIER)
+    """The step to go to when it holds (default: the next step)."""
+    else_: str | None = Field(default=None, alias="else", pattern=IDENTIFIER)
+    """The step to go to when it does not (default: the next step)."""
+
+
+class UpdateAction(SpecModel):
+    """Change the subject's data: fields or JSON traits of the account (or of the contact)."""
+
+    target: Literal["account", "contact"] = "account"
+    """Whose data: the account, or the contact (contact subjects only)."""
+    set: dict[str, Scalar] = Field(default_factory=dict)
+    """Field → value, e.g. `{lifecycle_stage: adoption, traits.onboarding_call: done}`."""
+    clear: list[str] = Field(default_factory=list)
+    """Fields or traits to empty."""
+    tag: list[str] = Field(default_factory=list)
+    """Tags to add to `traits.tags`."""
+    untag: list[str] = Field(default_factory=list)
+    """Tags to remove from `traits.tags`."""
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateAction:
+        if not (self.set or self.clear or self.tag or self.untag):
+            raise ValueError("give at least one of set, clear, tag, untag")
+        return self
+
+
+class WebhookAction(SpecModel):
+    """POST a JSON body to a URL (e.g. a Slack incoming webhook), with a timeout and retries."""
+
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    """The URL, written out. Prefer `url_env` for URLs that carry a secret."""
+    url_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable that holds the URL, e.g. `SLACK_WEBHOOK_URL`."""
+    body: dict[str, Any] = Field(default_factory=dict)
+    """The JSON body; every string in it is a template (`{{ account.name }}`)."""
+    timeout: Duration = Field(default=timedelta(seconds=10), json_schema_extra={"default": "10s"})
+    """How long to wait for an answer."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """How many times to retry a timeout, a connection error or a 429/5xx answer."""
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookAction:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url, url_env")
+        return self
+
+
+class _StepBase(SpecModel):
+    id: str | None = Field(default=None, pattern=IDENTIFIER)
+    """The step's stable name, used in send keys, the audit, branches and version moves;
+    default `<kind>-<position>`."""
+    if_: Condition | None = Field(default=None, alias="if")
+    """Run the step only when this holds; otherwise skip it (it is audited as skipped)."""
+
+
+class EmailStep(_StepBase):
+    """A step that sends an email."""
+
+    email: EmailAction
+    """The email to send."""
+
+
+class TaskStep(_StepBase):
+    """A step that opens a CSM task."""
+
+    task: TaskAction
+    """The task to open."""
+
+
+class WaitStep(_StepBase):
+    """A step that waits before the next one."""
+
+    wait: WaitValue
+    """How long, until when, or until which local hours."""
+
+
+class BranchStep(_StepBase):
+    """A step that jumps."""
+
+    branch: BranchAction
+    """The condition and the two destinations."""
+
+
+class UpdateStep(_StepBase):
+    """A step that updates the subject's data (audited; later conditions see the new values)."""
+
+    update: UpdateAction
+    """What to change."""
+
+
+class WebhookStep(_StepBase):
+    """A step that calls a webhook."""
+
+    webhook: WebhookAction
+    """Where and what to post."""
+
+
+class ExitStep(_StepBase):
+    """A step that ends the journey."""
+
+    exit: str = Field(min_length=1)
+    """Why, in a word or two: recorded as the enrollment's outcome reason."""
+
+
+AnyStep = EmailStep | TaskStep | WaitStep | BranchStep | UpdateStep | WebhookStep | ExitStep
+STEP_KINDS = ("email", "task", "wait", "branch", "update", "webhook", "exit")
+_BY_CLASS: dict[type, str] = {
+    EmailStep: "email",
+    TaskStep: "task",
+    WaitStep: "wait",
+    BranchStep: "branch",
+    UpdateStep: "update",
+    WebhookStep: "webhook",
+    ExitStep: "exit",
+}
+
+
+def step_kind(value: Any) -> str | None:
+    """The kind of a raw or parsed step: the one step key it has."""
+    if isinstance(value, dict):
+        present = [k for k in STEP_KINDS if k in value]
+        return present[0] if len(present) == 1 else None
+    return _BY_CLASS.get(type(value))
+
+
+Step = Annotated[
+    Annotated[EmailStep, Tag("email")]
+    | Annotated[TaskStep, Tag("task")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[UpdateStep, Tag("update")]
+    | Annotated[WebhookStep, Tag("webhook")]
+    | Annotated[ExitStep, Tag("exit")],
+    Discriminator(
+        step_kind,
+        custom_error_type="invalid_step",
+        custom_error_message="a step has exactly one of: email, task, wait, branch, update, webhook, exit",
+    ),
+]
+"""One step of the journey."""
+
+
+def step_id(step: AnyStep, index: int) -> str:
+    """The step's id, or `<kind>-<position>` (1-based) when it has none."""
+    return step.id or f"{_BY_CLASS[type(step)]}-{index + 1}"

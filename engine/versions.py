@@ -1,0 +1,46 @@
+"""Every version of a playbook that has run, so enrollments in flight can finish on theirs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.compile import CompiledPlaybook
+from engine.compile.playbook import compile_spec
+from engine.spec import Playbook
+from engine.store.models import playbook_versions
+
+
+def remember(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> None:
+    """Record the playbook's current version (its canonical spec) if it is new."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    row = {
+        "playbook_id": playbook.id,
+        "version": playbook.version,
+        "spec": playbook.spec.model_dump(mode="json", by_alias=True),
+        "first_seen_at": now,
+    }
+    conn.execute(insert(playbook_versions).on_conflict_do_nothing(index_elements=["playbook_id", "version"]), [row])
+
+
+class VersionStore:
+    """Earlier versions, loaded from the store on demand and compiled once."""
+
+    def __init__(self, known: dict[tuple[str, str], CompiledPlaybook]) -> None:
+        self._cache = dict(known)
+
+    def get(self, conn: Connection, playbook_id: str, version: str) -> CompiledPlaybook | None:
+        """The compiled version, or None when it was never recorded."""
+        key = (playbook_id, version)
+        if key not in self._cache:
+            spec = conn.execute(
+                select(playbook_versions.c.spec).where(
+                    playbook_versions.c.playbook_id == playbook_id, playbook_versions.c.version == version
+                )
+            ).scalar_one_or_none()
+            if spec is None:
+                return None
+            self._cache[key] = compile_spec(Playbook.model_validate(spec), version, f"{playbook_id}@{version}")
+        return self._cache[key]
