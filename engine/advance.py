@@ -18,17 +18,16 @@ Everything is written in the caller's transaction.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook, CompiledStep
 from engine.compile.journey import goal_reached, holding
@@ -45,7 +44,6 @@ Running = list[tuple[Row[Any], CompiledPlaybook, int]]
 BATCH_SIZE = 500
 MAX_STEPS_PER_TICK = 100
 """A journey that runs this many steps in one tick without waiting is looping: it is exited."""
-_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass
@@ -75,23 +73,14 @@ def send_key(playbook_id: str, step_id: str, enrollment: Row[Any], recipient: st
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def email_problem(address: str) -> str | None:
-    """Why `address` cannot receive email, or None."""
-    if not _EMAIL_SHAPE.match(address or ""):
-        return f"'{address}' is not an email address"
-    try:
-        Address(addr_spec=address)
-    except (ValueError, IndexError) as exc:
-        return f"'{address}' is not a valid address: {exc}"
-    return None
-
-
 @dataclass
 class _Plan:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     moves: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[tuple[UpdateStep, int, int | None]] = field(default_factory=list)  # step, account, contact
+    updates: list[tuple[UpdateStep, int, int, int | None]] = field(
+        default_factory=list
+    )  # step, enrollment, account, contact
     result: AdvanceResult = field(default_factory=AdvanceResult)
 
 
@@ -443,7 +432,7 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
             plan.result.webhooks_planned += 1
         elif isinstance(spec, UpdateStep):
             contact = enrollment.subject_id if enrollment.subject_type == "contact" else None
-            plan.updates.append((spec, enrollment.account_id, contact))
+            plan.updates.append((spec, enrollment.id, enrollment.account_id, contact))
             plan.audit.append(
                 audit_row(
                     **base,
@@ -582,29 +571,38 @@ def _describe_update(spec: UpdateStep) -> str:
 
 
 def _apply(conn: Connection, plan: _Plan, now: datetime) -> None:
+    """Move enrollments first, each guarded by its old step index, and write the ledger, audit and
+    updates only for those that moved: a tick that lost the race for an enrollment writes nothing
+    for it (SQLite reads without row locks, so two ticks can plan the same enrollment)."""
+    moved = _move_enrollments(conn, plan.moves)
     if plan.ledger:
+        rows = [r for r in plan.ledger if r["enrollment_id"] in moved]
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(ledger).on_conflict_do_nothing(index_elements=["send_key"]), plan.ledger)
-    record(conn, plan.audit)
-    for spec, account_id, contact_id in plan.updates:
-        _apply_update(conn, spec, account_id, contact_id)
-    if plan.moves:
-        e = enrollments.c
-        stmt = (
-            update(enrollments)
-            .where(and_(e.id == bindparam("b_id"), e.step_index == bindparam("b_old"), e.status == "active"))
-            .values(
-                step_index=bindparam("u_step_index"),
-                step_id=bindparam("u_step_id"),
-                status=bindparam("u_status"),
-                next_run_at=bindparam("u_next_run_at"),
-                updated_at=bindparam("u_updated_at"),
-                playbook_version=bindparam("u_version"),
-                outcome=bindparam("u_outcome"),
-                ended_at=bindparam("u_ended_at"),
-            )
+        if rows:
+            conn.execute(insert(ledger).on_conflict_do_nothing(index_elements=["send_key"]), rows)
+    record(conn, [a for a in plan.audit if a["enrollment_id"] in moved])
+    for spec, enrollment_id, account_id, contact_id in plan.updates:
+        if enrollment_id in moved:
+            _apply_update(conn, spec, account_id, contact_id)
+
+
+def _move_enrollments(conn: Connection, moves: list[dict[str, Any]]) -> set[int]:
+    e = enrollments.c
+    stmt = (
+        update(enrollments)
+        .where(and_(e.id == bindparam("b_id"), e.step_index == bindparam("b_old"), e.status == "active"))
+        .values(
+            step_index=bindparam("u_step_index"),
+            step_id=bindparam("u_step_id"),
+            status=bindparam("u_status"),
+            next_run_at=bindparam("u_next_run_at"),
+            updated_at=bindparam("u_updated_at"),
+            playbook_version=bindparam("u_version"),
+            outcome=bindparam("u_outcome"),
+            ended_at=bindparam("u_ended_at"),
         )
-        conn.execute(stmt, plan.moves)
+    )
+    return {m["b_id"] for m in moves if conn.execute(stmt, m).rowcount == 1}
 
 
 def _apply_update(conn: Connection, spec: UpdateStep, account_id: int, contact_id: int | None) -> None:

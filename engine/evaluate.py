@@ -56,6 +56,7 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
     The playbook's predicate runs once: its occurrences go to a temporary table, which gives
     `matched`, feeds the guarded enrollment insert and, for edge triggers, the condition state.
     """
+    lock_playbook(conn, playbook.id)
     remember(conn, playbook, now)
     scratch = _scratch_table()
     scratch.create(conn)
@@ -70,8 +71,21 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
         if playbook.edge_triggered:
             _remember_condition(conn, playbook, select(scratch.c.subject_id).distinct().subquery("holding"), now)
     finally:
-        scratch.drop(conn)
+        if conn.dialect.name != "postgresql":  # PostgreSQL drops it at commit (or rollback)
+            scratch.drop(conn)
     return EvaluateResult(matched=int(matched), enrolled=enrolled)
+
+
+def lock_playbook(conn: Connection, playbook_id: str) -> None:
+    """Serialise evaluation (and advancing) of one playbook across overlapping ticks.
+
+    Entry guards are check-then-insert, and occurrence keys that depend on `now` (the day for
+    `once_per`, the minute of an edge) differ between two ticks, so the unique key alone cannot
+    stop both from enrolling. On PostgreSQL a transaction-scoped advisory lock per playbook does;
+    SQLite already serialises writers.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"touchflow:{playbook_id}"))))
 
 
 def _scratch_table() -> Table:
@@ -84,6 +98,7 @@ def _scratch_table() -> Table:
         Column("account_id", Integer),
         Column("trigger_key", String(64)),
         prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
     )
 
 

@@ -62,10 +62,13 @@ def _fill(summary: PlaybookSummary, ev: EvaluateResult, adv: AdvanceResult) -> N
     summary.converted, summary.exited = adv.converted, adv.exited
 
 
-def claim_batch(engine: Engine, now: datetime, limit: int = DISPATCH_BATCH) -> list[int]:
-    """Claim a batch of planned ledger rows; commits, so other dispatchers skip them."""
+def claim_batch(
+    engine: Engine, now: datetime, limit: int = DISPATCH_BATCH, playbook_ids: list[str] | None = None
+) -> list[int]:
+    """Claim a batch of planned ledger rows (of `playbook_ids`, when given); commits, so other
+    dispatchers skip them."""
     with engine.begin() as conn:
-        return claim(conn, limit, now)
+        return claim(conn, limit, now, playbook_ids)
 
 
 def deliver_batch(
@@ -104,7 +107,7 @@ def dry_run(
                 ev = evaluate(conn, project.by_id()[pid], now, run_id)
                 adv = advance(conn, project.by_id()[pid], now, run_id, channel.name, project.versions)
                 _fill(summaries[pid], ev, adv)
-            while ids := claim(conn, DISPATCH_BATCH, now):
+            while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids):
                 merge(
                     summaries,
                     deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id),

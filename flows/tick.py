@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from prefect import flow, task
@@ -24,41 +23,42 @@ from engine.dispatch import DispatchResult, OutboxChannel
 from engine.project import Project, load_project
 from engine.store.db import connect
 
+_RUNTIME: dict[str, tuple[Engine, Project]] = {}
 
-@lru_cache(maxsize=4)
-def _runtime(project_dir: str, database_url: str) -> tuple[Engine, Project]:
+
+def _runtime(refresh: bool = False) -> tuple[Engine, Project]:
+    """The store's Engine (one pool per database URL per process) and the project, reloaded on
+    `refresh` so a long-running worker sees playbook changes at every tick."""
     settings = load_settings()
-    return connect(database_url), load_project(settings)
-
-
-def _current() -> tuple[Engine, Project]:
-    settings = load_settings()
-    return _runtime(str(settings.project_dir), settings.database_url)
+    key = f"{settings.project_dir}|{settings.database_url}"
+    if refresh or key not in _RUNTIME:
+        engine = _RUNTIME[key][0] if key in _RUNTIME else connect(settings.database_url)
+        _RUNTIME[key] = (engine, load_project(settings))
+    return _RUNTIME[key]
 
 
 @task(name="evaluate-and-advance", cache_policy=NONE)
 def evaluate_and_advance(playbook_id: str, now: datetime, run_id: str) -> dict[str, Any]:
     """Enroll and plan one playbook."""
-    engine, project = _current()
+    engine, project = _runtime()
     return api.evaluate_and_advance(engine, project, playbook_id, now, run_id, "outbox").as_dict()
 
 
 @task(name="dispatch-batch", cache_policy=NONE)
-def dispatch_batch(now: datetime, run_id: str) -> dict[str, dict[str, int]] | None:
-    """Claim and deliver one batch of planned messages and tasks; None when nothing is left."""
-    engine, project = _current()
-    ids = api.claim_batch(engine, now)
+def dispatch_batch(now: datetime, run_id: str, playbook_ids: list[str]) -> dict[str, dict[str, int]] | None:
+    """Claim and deliver one batch of planned messages, tasks and webhooks; None when none is left."""
+    engine, project = _runtime()
+    ids = api.claim_batch(engine, now, playbook_ids=playbook_ids)
     if not ids:
         return None
     channel = OutboxChannel(project.settings.outbox_dir)
-    result = api.deliver_batch(engine, project, ids, channel, now, run_id)
-    return result.as_dict()
+    return api.deliver_batch(engine, project, ids, channel, now, run_id).as_dict()
 
 
 @task(name="dry-run", cache_policy=NONE)
 def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dict[str, Any]]:
     """Compute the whole tick in a rolled-back transaction."""
-    engine, project = _current()
+    engine, project = _runtime()
     return [s.as_dict() for s in api.dry_run(engine, project, playbook_ids, now, run_id)]
 
 
@@ -66,14 +66,13 @@ def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dic
 def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | None = None) -> list[dict[str, Any]]:
     """One tick at `now` (default: the current time, UTC) over every active playbook."""
     at = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) if (now is None or now.tzinfo) else now
-    _runtime.cache_clear()  # playbooks may have changed since the last tick in this process
-    _, project = _current()
+    _, project = _runtime(refresh=True)
     ids = [p.id for p in project.active(playbook)]
     run_id = str(flow_run.get_id() or uuid.uuid4())
     if dry_run:
         return list(dry_run_all(ids, at, run_id))
     summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
-    while (batch := dispatch_batch(at, run_id)) is not None:
+    while (batch := dispatch_batch(at, run_id, ids)) is not None:
         api.merge(summaries, DispatchResult.from_dict(batch))
     rows = [s.as_dict() for s in summaries.values()]
     create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")

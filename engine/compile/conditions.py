@@ -34,7 +34,7 @@ from sqlalchemy import (
     true,
 )
 
-from engine.compile.sql_functions import json_number, shifted, text_contains
+from engine.compile.sql_functions import json_boolean, json_number, shifted, text_contains
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
     ActiveShareCondition,
@@ -92,7 +92,7 @@ class SqlContext:
 def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
     """A JSON value read as the type of `sample` (the value it is compared with)."""
     if isinstance(sample, bool):
-        return element.as_boolean()  # type: ignore[no-any-return]
+        return json_boolean(element)
     if isinstance(sample, int | float):
         return json_number(element)
     return element.as_string()  # type: ignore[no-any-return]
@@ -239,7 +239,8 @@ def _event_window(w: EventWindow, ctx: SqlContext) -> ColumnElement[bool]:
             return true()
         if n == 1:
             return exists().where(owner == subject_side, *in_window)
-        counted = select(owner).where(*in_window).group_by(*group).having(func.count() >= n)
+        # Owner-less (account-level) events never form a group: NOT IN over a NULL is never true.
+        counted = select(owner).where(owner.is_not(None), *in_window).group_by(*group).having(func.count() >= n)
         return subject_side.in_(counted)
 
     parts: list[ColumnElement[bool]] = []
@@ -273,7 +274,8 @@ def _occurrence(o: Occurrence, first: bool, ctx: SqlContext) -> ColumnElement[bo
         having.append(moment > ctx.now - o.more_recent_than)
     if o.older_than is not None:
         having.append(moment < ctx.now - o.older_than)
-    filters = [events.c.name == o.name, events.c.occurred_at <= ctx.now, *property_filter(o.where, ctx.now)]
+    filters = [owner.is_not(None), events.c.name == o.name, events.c.occurred_at <= ctx.now]
+    filters += property_filter(o.where, ctx.now)
     return subject_side.in_(select(owner).where(*filters).group_by(owner).having(*having))
 
 
@@ -288,7 +290,7 @@ def _trend(cond: TrendCondition, ctx: SqlContext) -> ColumnElement[bool]:
     else:
         changed = current * 100 >= previous * (100 + (t.rise_at_least or 0))
     window = _window(ctx, t.name, ctx.now - 2 * t.window, t.where)
-    trended = select(owner).where(*window).group_by(owner).having(previous >= t.min_base, changed)
+    trended = select(owner).where(owner.is_not(None), *window).group_by(owner).having(previous >= t.min_base, changed)
     return subject_side.in_(trended)
 
 

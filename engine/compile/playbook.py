@@ -117,7 +117,8 @@ class CompiledPlaybook:
         if self.edge_triggered:
             guards.append(~self._disarmed(occ.subject_id))
         if isinstance(self.spec.trigger, EventTrigger) and not self.spec.entry.allow_concurrent:
-            # Several matching events in one tick start one enrollment (the earliest event's key).
+            # One enrollment per subject per tick, keyed by its earliest matching event; the other
+            # events still inside the trigger's window may start one once this journey has ended.
             first_key = cast(func.min(cast(occ.trigger_key, BigInteger)), String).label("trigger_key")
             return (
                 select(occ.subject_id, occ.account_id, first_key)
@@ -129,11 +130,6 @@ class CompiledPlaybook:
     def candidates(self, now: datetime) -> Select[Any]:
         """SELECT subject_id, account_id, trigger_key of subjects entering at `now` (one statement)."""
         return self.admit(self.occurrences(now).subquery("occurrences"), now)
-
-    def matched_count(self, now: datetime) -> Select[Any]:
-        """SELECT count(*) of occurrences matching segment ∧ trigger, entry rules aside."""
-        src = self.source(now)
-        return select(func.count()).select_from(src.from_).where(self.matches(now))
 
     def _already_entered(self, subject_id: Any, key: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
         # One probe of the enrollments' unique index prefix (playbook, subject_type, subject_id).

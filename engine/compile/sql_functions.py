@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import Boolean, Float, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BinaryExpression
@@ -47,6 +47,50 @@ def _json_number_sqlite(node: json_number, compiler: SQLCompiler, **kw: Any) -> 
     # SQLAlchemy's SQLite JSON index already binds the key as a JSON path ('$."score"').
     d, path = compiler.process(doc, **kw), compiler.process(key, **kw)
     return f"CASE WHEN json_type({d}, {path}) IN ('integer', 'real') THEN json_extract({d}, {path}) END"
+
+
+class json_boolean(FunctionElement[bool]):
+    """A JSON value as a boolean, or NULL when it is not a JSON true/false (never a cast error)."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, element: Any) -> None:
+        super().__init__(element)
+        self.element = element
+
+
+@compiles(json_boolean, "postgresql")
+def _json_boolean_pg(node: json_boolean, compiler: SQLCompiler, **kw: Any) -> str:
+    doc, key = _doc_and_path(node.element)
+    d, k = compiler.process(doc, **kw), compiler.process(key, **kw)
+    return f"CASE WHEN jsonb_typeof({d} -> {k}) = 'boolean' THEN CAST(({d} ->> {k}) AS BOOLEAN) END"
+
+
+@compiles(json_boolean, "sqlite")
+def _json_boolean_sqlite(node: json_boolean, compiler: SQLCompiler, **kw: Any) -> str:
+    doc, path = _doc_and_path(node.element)
+    d, p = compiler.process(doc, **kw), compiler.process(path, **kw)
+    return f"CASE WHEN json_type({d}, {p}) IN ('true', 'false') THEN json_extract({d}, {p}) END"
+
+
+class date_key(FunctionElement[str]):
+    """A date as 'YYYY-MM-DD' text, whatever the server's DateStyle: occurrence keys must not move."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(date_key, "postgresql")
+def _date_key_pg(node: date_key, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = node.clauses
+    return f"to_char({compiler.process(column, **kw)}, 'YYYY-MM-DD')"
+
+
+@compiles(date_key, "sqlite")
+def _date_key_sqlite(node: date_key, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = node.clauses  # SQLAlchemy stores SQLite dates as 'YYYY-MM-DD' text already
+    return f"CAST({compiler.process(column, **kw)} AS VARCHAR)"
 
 
 class text_contains(FunctionElement[bool]):

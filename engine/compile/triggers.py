@@ -16,6 +16,7 @@ from croniter import croniter
 from sqlalchemy import ColumnElement, Date, FromClause, String, and_, case, cast, extract, false, literal, or_, true
 
 from engine.compile.conditions import SqlContext, compile_condition, property_filter
+from engine.compile.sql_functions import date_key
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, Playbook, ScheduleTrigger
 from engine.store.models import events
 
@@ -39,7 +40,8 @@ def trigger_source(spec: Playbook, ctx: SqlContext, base: FromClause) -> Source:
         if trigger.every_year:
             fires, key = _anniversary(column, trigger, now)
         else:
-            fires, key = _date_window(column, trigger, now), cast(column, String)
+            key = date_key(column) if isinstance(column.type, Date) else cast(column, String)
+            fires = _date_window(column, trigger, now)
         return Source(base, fires, key, subject_id)
     if isinstance(trigger, EventTrigger):
         e = trigger.event

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
 from engine.dispatch.channels import EmailChannel, OutgoingEmail
@@ -53,9 +54,15 @@ class DispatchResult:
         )
 
 
-def claim(conn: Connection, limit: int, now: datetime) -> list[int]:
-    """Mark up to `limit` planned rows as sending and return their ids. The caller commits."""
+def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[str] | None = None) -> list[int]:
+    """Mark up to `limit` planned rows as sending and return their ids. The caller commits.
+
+    Only rows of `playbook_ids` (the active or selected playbooks) are taken: a paused playbook's
+    planned messages wait, and rows of a playbook no longer loaded stay planned, not failed.
+    """
     pick = select(ledger.c.id).where(ledger.c.status == "planned").order_by(ledger.c.id).limit(limit)
+    if playbook_ids is not None:
+        pick = pick.where(ledger.c.playbook_id.in_(list(playbook_ids)))
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = [r.id for r in conn.execute(pick)]
@@ -155,8 +162,16 @@ def deliver(
         except WebhookError as exc:
             _fail(outcomes, audits, result, row, base, Reason.WEBHOOK_FAILED, str(exc))
             continue
-        except OSError as exc:
-            _fail(outcomes, audits, result, row, base, Reason.CHANNEL_ERROR, f"{channel.name}: {exc}")
+        except Exception as exc:
+            _fail(
+                outcomes,
+                audits,
+                result,
+                row,
+                base,
+                Reason.CHANNEL_ERROR,
+                f"{channel.name}: {type(exc).__name__}: {exc}",
+            )
             continue
         outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": provider_id, "u_error": None})
         audits.append(audit)
@@ -236,7 +251,11 @@ def _build_email(
         raise RenderError(f"contact {row.contact_id} no longer exists")
     chain = locale_chain(contact.get("locale"), context["account"].get("locale"))
     rendered = renderer.render(row.payload["template"], chain, context)
-    return OutgoingEmail(
+    for who, address in (("recipient", contact["email"]), ("sender", context["sender"]["email"])):
+        problem = email_problem(address or "")
+        if problem:
+            raise RenderError(f"{who}: {problem}")
+    outgoing = OutgoingEmail(
         send_key=row.send_key,
         sender_name=context["sender"]["name"],
         sender_email=context["sender"]["email"],
@@ -247,6 +266,11 @@ def _build_email(
         step_id=row.step_id,
         at=now,
     )
+    try:
+        outgoing.to_mime()  # headers are checked here, before the channel sees the message
+    except (ValueError, IndexError, TypeError) as exc:
+        raise RenderError(f"cannot build the message: {exc}") from None
+    return outgoing
 
 
 def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
+from engine.problems import did_you_mean
 from engine.render.text import html_to_text
 
 CONTEXT_NAMES = frozenset({"account", "contact", "csm", "sender", "playbook", "step", "unsubscribe_url"})
@@ -45,8 +46,9 @@ class RenderedEmail:
 
 
 def make_environment(templates_dir: Path) -> SandboxedEnvironment:
-    """The one Jinja2 environment: sandboxed, strict about undefined names, HTML autoescaped."""
-    return SandboxedEnvironment(
+    """The one Jinja2 environment: sandboxed (immutable: a template cannot change the data it is
+    given, e.g. a recipient's address), strict about undefined names, HTML autoescaped."""
+    return ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         undefined=StrictUndefined,
         autoescape=select_autoescape(["html"], default_for_string=True),
@@ -101,23 +103,32 @@ class EmailRenderer:
             subject_html = "".join(block(template.new_context(context)))
         except TemplateError as exc:
             raise RenderError(f"{filename}: {exc}") from None
+        except Exception as exc:  # a runtime error in template logic (1/0, a bad filter argument)
+            raise RenderError(f"{filename}: {type(exc).__name__}: {exc}") from None
         subject = html.unescape(subject_html).strip()
-        if "\r" in subject or "\n" in subject:
-            raise RenderError(f"{filename}: the subject contains a line break (CR/LF): {subject!r}")
+        if len(subject.splitlines()) > 1 or "\r" in subject or "\n" in subject:
+            # splitlines() is the email library's notion of a line break (CR, LF, U+2028, …).
+            raise RenderError(f"{filename}: the subject contains a line break: {subject!r}")
         if not subject:
             raise RenderError(f"{filename}: the subject is empty")
         return RenderedEmail(subject, html_body, html_to_text(html_body), locale, filename)
 
 
-_INLINE = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 def inline_template_error(source: str) -> str | None:
-    """The syntax error of a template written in a playbook, or None."""
+    """What is wrong with a template written in a playbook (syntax, unknown names), or None."""
+    from engine.render.templates import undeclared
+
     try:
-        _INLINE.parse(source)
+        ast = _INLINE.parse(source)
     except TemplateError as exc:
-        return str(exc)
+        return f"template syntax: {exc}"
+    names = [name for name, _ in undeclared(ast)]
+    if names:
+        allowed = ", ".join(sorted(CONTEXT_NAMES))
+        return f"undefined variable '{names[0]}'{did_you_mean(names[0], CONTEXT_NAMES)}; templates can use {allowed}"
     return None
 
 
@@ -127,3 +138,5 @@ def render_inline(source: str, context: dict[str, Any]) -> str:
         return _INLINE.from_string(source).render(context)
     except TemplateError as exc:
         raise RenderError(str(exc)) from None
+    except Exception as exc:  # runtime errors in template logic
+        raise RenderError(f"{type(exc).__name__}: {exc}") from None

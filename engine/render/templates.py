@@ -28,7 +28,7 @@ def template_problems(renderer: EmailRenderer, name: str, display: Callable[[Pat
         except TemplateSyntaxError as exc:
             found.append(Problem(shown, exc.lineno or 1, 1, f"template syntax: {exc.message}"))
             continue
-        for var, line in _undeclared(ast):
+        for var, line in undeclared(ast):
             hint = did_you_mean(var, CONTEXT_NAMES)
             allowed = ", ".join(sorted(CONTEXT_NAMES))
             found.append(Problem(shown, line, 1, f"undefined variable '{var}'{hint}; templates can use {allowed}"))
@@ -37,7 +37,7 @@ def template_problems(renderer: EmailRenderer, name: str, display: Callable[[Pat
     return found
 
 
-def _undeclared(ast: nodes.Template) -> list[tuple[str, int]]:
+def undeclared(ast: nodes.Template) -> list[tuple[str, int]]:
     """Names read but never assigned in the template, each at its first line."""
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     first: dict[str, int] = {}

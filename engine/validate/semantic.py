@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path as FilePath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -88,7 +88,7 @@ def _step(
         for key in ("title", "body"):
             error = inline_template_error(getattr(step.task, key))
             if error:
-                yield (*at, "task", key), f"template syntax: {error}"
+                yield (*at, "task", key), error
     elif isinstance(step, BranchStep):
         yield from _condition(step.branch.if_, (*at, "branch", "if"), spec, earlier_emails)
         for key, target in (("then", step.branch.then), ("else", step.branch.else_)):
@@ -106,7 +106,7 @@ def _step(
         for path, value in _strings(step.webhook.body, (*at, "webhook", "body")):
             error = inline_template_error(value)
             if error:
-                yield path, f"template syntax: {error}"
+                yield path, error
 
 
 _READ_ONLY = {"id", "account_id", "traits"}
@@ -152,6 +152,9 @@ def _missing_template(renderer: EmailRenderer, name: str) -> str:
 
 
 def _trigger(spec: Playbook) -> Iterator[tuple[Path, str]]:
+    once_per = spec.entry.once_per
+    if once_per is not None and once_per < timedelta(days=1):
+        yield ("entry", "once_per"), "once_per is at least 1d (entry is decided per day)"
     trigger = spec.trigger
     if isinstance(trigger, DateTrigger):
         info = resolve_field(trigger.date, spec.subject)
@@ -230,8 +233,11 @@ def _ops(info: FieldInfo, ops: FieldOps, at: Path) -> Iterator[tuple[Path, str]]
         value = getattr(ops, op)
         if op == "exists":
             continue
+        if info.key and (op in _RELATIVE_DATE or isinstance(value, date)):
+            yield at + (key,), f"traits hold JSON values: compare '{info.key}' with text, numbers or true/false"
+            continue
         if op in _RELATIVE_DATE:
-            if info.kind not in ("date", "datetime") and not info.key:
+            if info.kind not in ("date", "datetime"):
                 yield at + (key,), f"'{key}' applies to date fields; '{info.name}' is a {info.kind} field"
             continue
         if op == "contains" and info.kind != "string" and not info.key:

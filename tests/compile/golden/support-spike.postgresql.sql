@@ -3,7 +3,7 @@ FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' 
 FROM accounts 
 WHERE accounts.status = 'active' AND accounts.id IN (SELECT events.account_id 
 FROM events 
-WHERE events.name = 'support_ticket_opened' AND events.occurred_at > '2026-11-16 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
+WHERE events.account_id IS NOT NULL AND events.name = 'support_ticket_opened' AND events.occurred_at > '2026-11-16 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
 HAVING count(*) >= 5)) AS occurrences 
 WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 

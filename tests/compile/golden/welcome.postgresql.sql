@@ -1,5 +1,5 @@
 SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
-FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, CAST(accounts.contract_start AS VARCHAR) AS trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, to_char(accounts.contract_start, 'YYYY-MM-DD') AS trigger_key 
 FROM accounts 
 WHERE accounts.status = 'active' AND accounts.contract_start > '2026-11-20' AND accounts.contract_start <= '2026-11-23') AS occurrences 
 WHERE NOT (EXISTS (SELECT * 

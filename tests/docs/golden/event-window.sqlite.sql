@@ -8,7 +8,7 @@ FROM events
 WHERE events.account_id IS NOT NULL AND events.name = 'page_view' AND events.occurred_at > '2026-11-16 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000' GROUP BY events.account_id 
 HAVING count(*) > 2)) AND accounts.id IN (SELECT events.account_id 
 FROM events 
-WHERE events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000' AND events.contact_id IS NOT NULL GROUP BY events.account_id, events.contact_id 
+WHERE events.account_id IS NOT NULL AND events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000' AND events.contact_id IS NOT NULL GROUP BY events.account_id, events.contact_id 
 HAVING count(*) >= 3) AND NOT (EXISTS (SELECT * 
 FROM events 
 WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-11-09 09:00:00.000000' AND events.occurred_at <= '2026-11-23 09:00:00.000000'))) AS occurrences 

@@ -3,7 +3,7 @@ FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' 
 FROM accounts 
 WHERE accounts.id IN (SELECT events.account_id 
 FROM events 
-WHERE events.name = 'feature_used' AND events.occurred_at > '2026-09-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
+WHERE events.account_id IS NOT NULL AND events.name = 'feature_used' AND events.occurred_at > '2026-09-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00' GROUP BY events.account_id 
 HAVING sum(CASE WHEN (events.occurred_at <= '2026-10-24 09:00:00') THEN 1 ELSE 0 END) >= 20 AND sum(CASE WHEN (events.occurred_at > '2026-10-24 09:00:00') THEN 1 ELSE 0 END) * 100 <= sum(CASE WHEN (events.occurred_at <= '2026-10-24 09:00:00') THEN 1 ELSE 0 END) * 75.0)) AS occurrences 
 WHERE NOT (EXISTS (SELECT * 
 FROM enrollments 
