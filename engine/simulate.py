@@ -46,13 +46,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL
 
-from engine.dispatch import NullChannel, deliver
+from engine.dispatch import NullChannel
+from engine.dispatch.webhook import no_post
 from engine.project import Project
 from engine.spec.base import format_duration, parse_duration
 from engine.store.bulk import bulk_insert, deferred_indexes
 from engine.store.db import connect, migrate
 from engine.store.models import accounts, contacts, csms, enrollments, events, ledger, tasks
-from engine.tick import DISPATCH_BATCH, claim_batch, evaluate_and_advance
+from engine.tick import DISPATCH_BATCH, claim_batch, deliver_batch, evaluate_and_advance
 
 MIN_STEP = timedelta(hours=1)
 """The shortest time between two simulated ticks."""
@@ -251,21 +252,13 @@ def _tuples(rows: Any) -> Iterator[tuple[Any, ...]]:
         yield tuple(row)
 
 
-def _no_webhook(*_args: Any, **_kwargs: Any) -> int:
-    """Stands in for the HTTP call of webhook steps: a simulation reaches no one."""
-    return 200
-
-
 def _tick(scratch: Engine, project: Project, playbook_ids: Sequence[str], now: datetime) -> None:
     """The stages of one tick at `now`, on the scratch database."""
     run_id = f"simulate-{now.isoformat(timespec='minutes')}"
     for pid in playbook_ids:
         evaluate_and_advance(scratch, project, pid, now, run_id, NullChannel.name)
-    playbooks = project.by_id()
-    while ids := claim_batch(scratch, now, DISPATCH_BATCH):
-        # A fresh channel per batch: NullChannel keeps what it "sent", which must not pile up.
-        with scratch.begin() as conn:
-            deliver(conn, ids, playbooks, NullChannel(), project.renderer, now, run_id, post=_no_webhook)
+    while ids := claim_batch(scratch, now, DISPATCH_BATCH, list(playbook_ids)):
+        deliver_batch(scratch, project, ids, NullChannel(), now, run_id, no_post)
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ on one connection and rolls back, so it writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 
 from engine.advance import AdvanceResult, advance
 from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
+from engine.dispatch.webhook import no_post, post_json
 from engine.evaluate import EvaluateResult, evaluate
 from engine.project import Project
 
@@ -78,10 +80,11 @@ def deliver_batch(
     channel: EmailChannel,
     now: datetime,
     run_id: str,
+    post: Callable[..., int] = post_json,
 ) -> DispatchResult:
-    """Deliver claimed rows and record the outcomes; commits."""
+    """Deliver claimed rows and record the outcomes; commits. `post` calls webhooks."""
     with engine.begin() as conn:
-        return deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id)
+        return deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post)
 
 
 def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None:
@@ -110,7 +113,7 @@ def dry_run(
             while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids):
                 merge(
                     summaries,
-                    deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id),
+                    deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, no_post),
                 )
         finally:
             trans.rollback()

@@ -34,6 +34,29 @@ NowOption = Annotated[
 ]
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit to print: the password hidden; never raises."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(malformed database URL)"
+
+
+def open_store(url: str) -> Engine:
+    """Connect and migrate, or exit with one line saying why the store cannot be opened."""
+    from engine.store.db import connect
+    from engine.store.db import migrate as upgrade
+
+    try:
+        engine = connect(url)
+        upgrade(engine)
+    except (SQLAlchemyError, ValueError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        err.print(f"cannot open the store at {shown_url(url)}: {reason}", markup=False)
+        raise typer.Exit(1) from None
+    return engine
+
+
 def parse_now(value: str | None) -> datetime:
     """ISO 8601 → naive UTC (the engine's convention); None → the current time."""
     if value is None:
@@ -77,12 +100,9 @@ def schema() -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the store's tables (Alembic)."""
-    from engine.store.db import connect
-    from engine.store.db import migrate as upgrade
-
     settings = load_settings()
-    upgrade(connect(settings.database_url))
-    out.print(f"store is at the latest revision: {settings.database_url}", markup=False)
+    open_store(settings.database_url)
+    out.print(f"store is at the latest revision: {shown_url(settings.database_url)}", markup=False)
 
 
 @app.command("demo-data")
@@ -92,20 +112,17 @@ def demo_data(
     now: NowOption = None,
 ) -> None:
     """Replace the store's contents with a realistic synthetic B2B SaaS customer base."""
-    from engine.store.db import connect
-    from engine.store.db import migrate as upgrade
     from engine.store.demo_data import generate
 
     settings = load_settings()
     at = parse_now(now).replace(hour=0, minute=0, second=0)
-    engine = connect(settings.database_url)
-    upgrade(engine)
+    engine = open_store(settings.database_url)
     started = time.perf_counter()
     summary = generate(engine, accounts=accounts, seed=seed, now=at)
     elapsed = time.perf_counter() - started
     out.print(
         f"demo data as of {at.date()}: {summary.accounts} accounts, {summary.contacts} contacts, "
-        f"{summary.events} events, {summary.csms} CSMs in {elapsed:.1f} s → {settings.database_url}",
+        f"{summary.events} events, {summary.csms} CSMs in {elapsed:.1f} s → {shown_url(settings.database_url)}",
         markup=False,
     )
 
@@ -130,26 +147,29 @@ def run(
     settings = load_settings()
     _prefect_environment(settings.project_dir)
     from engine.project import load_project
-    from engine.store.db import connect
-    from engine.store.db import migrate as upgrade
 
+    at = parse_now(now)
     try:
-        load_project(settings)  # fail fast, with file:line:col, before Prefect starts
+        project = load_project(settings)  # fail fast, with file:line:col, before Prefect starts
+        project.active(playbook)
     except ProblemsFound as exc:
         for problem in exc.problems:
             err.print(problem.format(), markup=False)
         raise typer.Exit(1) from None
-    try:
-        upgrade(connect(settings.database_url))  # a new store gets its tables; an old one its upgrades
-    except SQLAlchemyError as exc:
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
-        reason = getattr(exc, "orig", None) or exc
-        err.print(f"cannot open the store at {shown}: {reason}", markup=False)
-        raise typer.Exit(1) from None
+    except KeyError as exc:
+        err.print(f"error: {exc.args[0]}", markup=False)
+        raise typer.Exit(2) from None
+    open_store(settings.database_url)  # a new store gets its tables; an old one its upgrades
     from flows.tick import tick
 
-    at = parse_now(now)
-    rows = tick(now=at, dry_run=dry_run, playbook=playbook)
+    try:
+        rows = tick(now=at, dry_run=dry_run, playbook=playbook)
+    except Exception as exc:
+        if os.environ.get("TOUCHFLOW_DEBUG"):
+            raise
+        err.print(f"the tick failed: {type(exc).__name__}: {exc}", markup=False)
+        err.print("(set TOUCHFLOW_DEBUG=1 to see the traceback)", markup=False)
+        raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
@@ -191,7 +211,8 @@ def simulate(
     try:
         begin, finish, every = parse_now(start), parse_now(end), parse_step(step)
     except (typer.BadParameter, SimulationError) as exc:
-        err.print(f"error: {exc.message if isinstance(exc, typer.BadParameter) else exc}", markup=False)
+        message = exc.message if isinstance(exc, typer.BadParameter) else str(exc)
+        err.print(f"error: {message}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     settings = load_settings()
     try:
@@ -204,11 +225,13 @@ def simulate(
     try:
         report = run_simulation(source, project, begin, finish, every, playbook)
     except SimulationError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except SQLAlchemyError as exc:
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
-        err.print(f"cannot read the store at {shown}: {getattr(exc, 'orig', None) or exc}", markup=False)
+        reason = getattr(exc, "orig", None) or exc
+        err.print(
+            f"cannot read the store at {shown_url(settings.database_url)}: {reason}", markup=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
     finally:
         source.dispose()
@@ -223,11 +246,12 @@ def simulate(
         for row in weeks:
             table.add_row(*(str(getattr(row, c)) for c in columns))
         out.print(table)
-    out.print(report.over_messaging(), markup=False)
+    out.print(report.over_messaging(), markup=False, soft_wrap=True)
     out.print(
         f"simulated {begin.isoformat(sep=' ')} → {finish.isoformat(sep=' ')} UTC on a scratch copy: "
         "nothing was written to the store",
         markup=False,
+        soft_wrap=True,
     )
 
 

@@ -77,13 +77,9 @@ class OutboxChannel:
 
 
 class NullChannel:
-    """Renders but delivers nothing: for dry runs."""
+    """Renders but delivers nothing (dry runs, simulations); keeps nothing, so memory stays flat."""
 
     name = "dry-run"
 
-    def __init__(self) -> None:
-        self.sent: list[OutgoingEmail] = []
-
     def send(self, email: OutgoingEmail) -> str:
-        self.sent.append(email)
         return f"dry-run:{email.send_key}"

@@ -54,3 +54,8 @@ def _retry_after(value: str | None) -> float | None:
         return min(MAX_BACKOFF_S, max(0.0, float(value))) if value else None
     except ValueError:
         return None
+
+
+def no_post(url: str, body: dict[str, Any], timeout_s: float, retries: int) -> int:
+    """Stands in for `post_json` in dry runs and simulations: reaches no one, answers 200."""
+    return 200
