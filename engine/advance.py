@@ -93,7 +93,8 @@ class _Batch:
     channel: str
     recipients: dict[int, list[Row[Any]]]
     places: dict[int, dict[str, Any]]  # enrollment id → account/contact fields used by waits
-    holds: dict[tuple[str, str], set[int]]  # (version, step id) → enrollments whose condition holds
+    holds: dict[tuple[str, str, str], set[int]]  # (version, step id, "if"|"branch") → enrollments it holds for
+    steps_taken: dict[int, int]  # per enrollment, across the rounds of this tick: a loop guard
 
 
 def advance(
@@ -107,6 +108,7 @@ def advance(
     """Advance every due enrollment of `playbook` at `now`, in batches. The caller commits."""
     store = versions or VersionStore({})
     total = AdvanceResult()
+    steps_taken: dict[int, int] = defaultdict(int)
     while True:
         due = _due(conn, playbook, now)
         if not due:
@@ -121,6 +123,7 @@ def advance(
             recipients=_recipients(conn, playbook, [e for e, _, _ in running]),
             places=_places(conn, playbook, [e for e, _, _ in running]),
             holds=_conditions(conn, running, now),
+            steps_taken=steps_taken,
         )
         for enrollment, compiled, start in running:
             _walk(plan, batch, compiled, enrollment, start)
@@ -298,19 +301,23 @@ def _goals_and_exits(conn: Connection, plan: _Plan, running: Running, now: datet
     return [item for item in running if item[0].id not in ended]
 
 
-def _conditions(conn: Connection, running: Running, now: datetime) -> dict[tuple[str, str], set[int]]:
+def _conditions(conn: Connection, running: Running, now: datetime) -> dict[tuple[str, str, str], set[int]]:
     """For every step with a condition (`if`, `branch`): which enrollments it holds for."""
     by_version: dict[str, Running] = defaultdict(list)
     for item in running:
         by_version[item[1].version].append(item)
-    holds: dict[tuple[str, str], set[int]] = {}
+    holds: dict[tuple[str, str, str], set[int]] = {}
     for version, items in by_version.items():
         compiled = items[0][1]
         ids = [e.id for e, _, start in items]
         for step in compiled.steps:
-            condition = step.spec.branch.if_ if isinstance(step.spec, BranchStep) else step.spec.if_
-            if condition is not None:
-                holds[(version, step.id)] = set(conn.execute(holding(compiled.subject, condition, ids, now)).scalars())
+            conditions = {"if": step.spec.if_}
+            if isinstance(step.spec, BranchStep):
+                conditions["branch"] = step.spec.branch.if_
+            for which, condition in conditions.items():
+                if condition is not None:
+                    query = holding(compiled.subject, condition, ids, now)
+                    holds[(version, step.id, which)] = set(conn.execute(query).scalars())
     return holds
 
 
@@ -356,7 +363,8 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
     now, run_id = batch.now, batch.run_id
     base = _base(enrollment, compiled, now, run_id)
     index = start
-    for _ in range(MAX_STEPS_PER_TICK):
+    while batch.steps_taken[enrollment.id] < MAX_STEPS_PER_TICK:
+        batch.steps_taken[enrollment.id] += 1
         if index >= len(compiled.steps):
             _end(
                 plan,
@@ -372,8 +380,7 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
             return
         step = compiled.steps[index]
         spec = step.spec
-        condition_holds = enrollment.id in batch.holds.get((compiled.version, step.id), set())
-        if spec.if_ is not None and not condition_holds:
+        if spec.if_ is not None and enrollment.id not in batch.holds.get((compiled.version, step.id, "if"), set()):
             plan.audit.append(
                 audit_row(
                     **base,
@@ -403,6 +410,7 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
                 return
             continue
         if isinstance(spec, BranchStep):
+            condition_holds = enrollment.id in batch.holds.get((compiled.version, step.id, "branch"), set())
             target = spec.branch.then if condition_holds else spec.branch.else_
             jump = compiled.index_of(target) if target else None
             plan.audit.append(
@@ -443,6 +451,10 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
                 )
             )
             plan.result.updated += 1
+            # Yield right after an update: the enrollment is due again at once, and the next round
+            # of this tick checks goals, exits and step conditions against the updated data.
+            plan.moves.append(_move(enrollment, compiled, index + 1, "active", now, None, now))
+            return
         index += 1
     _end(plan, enrollment, compiled, "exited", Reason.LOOP, f"{MAX_STEPS_PER_TICK} steps without a wait", now, run_id)
 

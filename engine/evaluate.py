@@ -65,9 +65,12 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
             insert(scratch).from_select(["subject_id", "account_id", "trigger_key"], playbook.occurrences(now))
         )
         matched = conn.execute(select(func.count()).select_from(scratch)).scalar_one()
-        enrolled = _enroll(conn, playbook, playbook.admit(scratch, now), now, run_id) if matched else 0
+        # Enrollments carry this call's own token: a retried task (same run id, same now) must
+        # audit only what it inserted itself.
+        batch = f"{run_id}/{uuid.uuid4().hex[:8]}"
+        enrolled = _enroll(conn, playbook, playbook.admit(scratch, now), now, batch) if matched else 0
         if enrolled:
-            _audit_enrollments(conn, playbook, now, run_id)
+            _audit_enrollments(conn, playbook, now, run_id, batch)
         if playbook.edge_triggered:
             _remember_condition(conn, playbook, select(scratch.c.subject_id).distinct().subquery("holding"), now)
     finally:
@@ -167,13 +170,13 @@ def _remember_condition(conn: Connection, playbook: CompiledPlaybook, holding: S
     conn.execute(update(condition_state).where(mine, cs.subject_id.in_(entered)).values(armed=False))
 
 
-def _audit_enrollments(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> None:
+def _audit_enrollments(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str, batch: str) -> None:
     e = enrollments.c
     detail = literal(f"{playbook.describe_trigger()}; occurrence ", String) + e.trigger_key
     contact_id = e.subject_id if playbook.subject == "contact" else literal(None)
     rows = select(
         literal(now).label("at"),
-        e.run_id,
+        literal(run_id, String).label("run_id"),
         e.playbook_id,
         e.playbook_version,
         e.id.label("enrollment_id"),
@@ -182,5 +185,5 @@ def _audit_enrollments(conn: Connection, playbook: CompiledPlaybook, now: dateti
         literal(Decision.ENROLLED.value, String).label("decision"),
         literal(Reason.TRIGGER_MATCHED.value, String).label("reason"),
         detail.label("detail"),
-    ).where(e.playbook_id == playbook.id, e.run_id == run_id, e.enrolled_at == now)
+    ).where(e.playbook_id == playbook.id, e.run_id == batch)
     conn.execute(audit_log.insert().from_select([c.name for c in rows.selected_columns], rows))

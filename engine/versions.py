@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.compile import CompiledPlaybook
 from engine.compile.playbook import compile_spec
-from engine.spec import Playbook
+from engine.load import load_playbook_text
 from engine.store.models import playbook_versions
 
 
@@ -19,7 +19,9 @@ def remember(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> Non
     row = {
         "playbook_id": playbook.id,
         "version": playbook.version,
-        "spec": playbook.spec.model_dump(mode="json", by_alias=True),
+        # The text as written: reloading it gives back exactly this spec (a JSON dump would turn
+        # dates into strings and defaults into explicit operators).
+        "spec": {"source": playbook.text, "path": playbook.path},
         "first_seen_at": now,
     }
     conn.execute(insert(playbook_versions).on_conflict_do_nothing(index_elements=["playbook_id", "version"]), [row])
@@ -40,7 +42,8 @@ class VersionStore:
                     playbook_versions.c.playbook_id == playbook_id, playbook_versions.c.version == version
                 )
             ).scalar_one_or_none()
-            if spec is None:
+            if spec is None or not spec.get("source"):
                 return None
-            self._cache[key] = compile_spec(Playbook.model_validate(spec), version, f"{playbook_id}@{version}")
+            loaded = load_playbook_text(spec["source"], f"{spec.get('path') or playbook_id}@{version}")
+            self._cache[key] = compile_spec(loaded.spec, version, loaded.path, loaded.source)
         return self._cache[key]

@@ -51,6 +51,8 @@ class CompiledPlaybook:
     version: str
     path: str
     steps: tuple[CompiledStep, ...]
+    text: str = ""
+    """The playbook file's text (kept with each version in the store)."""
 
     @property
     def id(self) -> str:
@@ -183,16 +185,16 @@ class CompiledPlaybook:
 
 def compile_playbook(loaded: LoadedPlaybook) -> CompiledPlaybook:
     """Freeze a validated playbook into what the evaluator and the journey stages run."""
-    return compile_spec(loaded.spec, loaded.version, loaded.path)
+    return compile_spec(loaded.spec, loaded.version, loaded.path, loaded.source)
 
 
-def compile_spec(spec: Playbook, version: str, path: str = "") -> CompiledPlaybook:
+def compile_spec(spec: Playbook, version: str, path: str = "", source: str = "") -> CompiledPlaybook:
     """Compile a spec (from a file, or a stored earlier version)."""
     steps = tuple(
         CompiledStep(index=i, id=step_id(step, i), kind=cast_kind(step_kind(step)), spec=step)
         for i, step in enumerate(spec.steps)
     )
-    return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps)
+    return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps, text=source)
 
 
 def cast_kind(kind: str | None) -> StepKind:

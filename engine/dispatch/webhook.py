@@ -27,6 +27,8 @@ def post_json(
     """POST `body` to `url`; return the HTTP status. Retries with exponential backoff and jitter,
     honouring Retry-After; other 4xx answers fail at once."""
     data = json.dumps(body).encode()
+    if not url.startswith(("http://", "https://")):
+        raise WebhookError("the URL is not an http(s) URL")  # never echo it: it may hold a secret
     last = ""
     for attempt in range(retries + 1):
         request = urllib.request.Request(
@@ -40,6 +42,8 @@ def post_json(
             if exc.code != 429 and exc.code < 500:
                 raise WebhookError(last) from None
             wait = _retry_after(exc.headers.get("Retry-After"))
+        except ValueError:
+            raise WebhookError("the URL is malformed") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"{type(reason).__name__}: {reason}"

@@ -20,6 +20,8 @@ class LoadedPlaybook:
 
     spec: Playbook
     located: Located
+    source: str
+    """The file's text as read: stored with each version, so an old version reloads exactly."""
 
     @property
     def path(self) -> str:
@@ -35,6 +37,7 @@ class LoadedPlaybook:
 def load_playbook_text(raw: bytes | str, path: str) -> LoadedPlaybook:
     """Parse and validate playbook text. Raises ProblemsFound listing every problem."""
     located = parse_yaml(raw, path)
+    source = raw if isinstance(raw, str) else raw.decode("utf-8-sig")
     if not isinstance(located.data, dict):
         kind = type(located.data).__name__
         kind = {"list": "a list", "str": "a string", "int": "a number"}.get(kind, kind)
@@ -52,7 +55,7 @@ def load_playbook_text(raw: bytes | str, path: str) -> LoadedPlaybook:
         spec = Playbook.model_validate(located.data)
     except ValidationError as exc:
         raise ProblemsFound(problems_from_validation(exc, located, Playbook)) from None
-    return LoadedPlaybook(spec=spec, located=located)
+    return LoadedPlaybook(spec=spec, located=located, source=source)
 
 
 def load_playbook(path: Path, display: str | None = None) -> LoadedPlaybook:

@@ -24,6 +24,8 @@ class FieldInfo:
     kind: FieldKind
     key: str | None = None
     """For `traits.KEY`: the key inside the JSON column `name`."""
+    nullable: bool = True
+    """Whether the field may be emptied (`update: {clear: [...]}`)."""
 
 
 def _kind(column: Column[object]) -> FieldKind:
@@ -42,7 +44,7 @@ def _kind(column: Column[object]) -> FieldKind:
 
 
 def _fields(table: Table, owner: Literal["account", "contact"]) -> dict[str, FieldInfo]:
-    return {c.name: FieldInfo(owner, c.name, _kind(c)) for c in table.columns}
+    return {c.name: FieldInfo(owner, c.name, _kind(c), nullable=bool(c.nullable)) for c in table.columns}
 
 
 ACCOUNT_FIELDS = _fields(accounts, "account")

@@ -126,6 +126,10 @@ def _update(step: UpdateStep, at: Path, spec: Playbook) -> Iterator[tuple[Path, 
                     (*at, key, name) if key == "set" else (*at, key),
                     f"cannot update '{name}' of the {u.target}{hint}",
                 )
+            elif key == "clear" and not info.key and not info.nullable:
+                yield (*at, key), f"'{name}' cannot be empty; set it to a value instead"
+            elif key == "set" and info.key and isinstance(u.set[name], date | datetime):
+                yield (*at, key, name), "traits hold JSON values: write the date as text, e.g. '2026-12-01'"
             elif key == "set" and not info.key:
                 yield from _value(info, "set", u.set[name], (*at, key, name))
 

@@ -60,7 +60,9 @@ def run(db: Engine, playbook: CompiledPlaybook, now: datetime) -> list[tuple[int
     with db.begin() as conn:
         result: EvaluateResult = evaluate(conn, playbook, now, run_id)
         rows = conn.execute(
-            select(enrollments.c.subject_id, enrollments.c.trigger_key).where(enrollments.c.run_id == run_id)
+            select(enrollments.c.subject_id, enrollments.c.trigger_key).where(
+                enrollments.c.run_id.like(f"{run_id}/%")  # evaluate tags enrollments with run_id/token
+            )
         ).all()
     enrolled = sorted((int(r.subject_id), str(r.trigger_key)) for r in rows)
     assert result.enrolled == len(enrolled)
