@@ -24,7 +24,6 @@ def connect(url: str) -> Engine:
             # WAL lets readers (validate, audit) run while a tick writes.
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA temp_store=MEMORY")  # the evaluator's per-playbook scratch tables
             cur.close()
 
         return engine

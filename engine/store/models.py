@@ -264,7 +264,7 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime)
-    run_id: Mapped[str] = mapped_column(String(64))  # "<flow run id>/<evaluation token>"
+    run_id: Mapped[str] = mapped_column(String(64))
     playbook_id: Mapped[str] = mapped_column(String(100))
     playbook_version: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str | None] = mapped_column(String(100))
