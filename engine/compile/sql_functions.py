@@ -15,63 +15,51 @@ from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class json_number(FunctionElement[float]):
-    """A JSON value as a number, or NULL when it is not a JSON number (never a cast error).
+class _JsonTyped(FunctionElement[Any]):
+    """A JSON value read as one SQL type, or NULL when the JSON value is of another type.
 
-    PostgreSQL's `(doc ->> 'k')::float` raises on "n/a"; SQLite compares text above every number.
-    Both are wrong for `traits.employees: {gt: 100}`; this reads numbers only.
+    Never a cast error: PostgreSQL's `(doc ->> 'k')::float` raises on "n/a", and SQLite compares
+    text above every number; both are wrong for `traits.employees: {gt: 100}`.
     """
+
+    inherit_cache = True
+    pg_type: str = ""  # jsonb_typeof() of the accepted values
+    pg_cast: str = ""
+    sqlite_types: tuple[str, ...] = ()  # json_type() of the accepted values
+
+    def __init__(self, element: BinaryExpression[Any]) -> None:
+        super().__init__(element)
+        self.element = element
+
+
+class json_number(_JsonTyped):
+    """A JSON number as FLOAT, else NULL."""
 
     type = Float()
     inherit_cache = True
-
-    def __init__(self, element: Any) -> None:
-        super().__init__(element)
-        self.element = element
+    pg_type, pg_cast, sqlite_types = "number", "FLOAT", ("integer", "real")
 
 
-def _doc_and_path(element: BinaryExpression[Any]) -> tuple[Any, Any]:
-    return element.left, element.right
-
-
-@compiles(json_number, "postgresql")
-def _json_number_pg(node: json_number, compiler: SQLCompiler, **kw: Any) -> str:
-    doc, key = _doc_and_path(node.element)
-    d, k = compiler.process(doc, **kw), compiler.process(key, **kw)
-    return f"CASE WHEN jsonb_typeof({d} -> {k}) = 'number' THEN CAST(({d} ->> {k}) AS FLOAT) END"
-
-
-@compiles(json_number, "sqlite")
-def _json_number_sqlite(node: json_number, compiler: SQLCompiler, **kw: Any) -> str:
-    doc, key = _doc_and_path(node.element)
-    # SQLAlchemy's SQLite JSON index already binds the key as a JSON path ('$."score"').
-    d, path = compiler.process(doc, **kw), compiler.process(key, **kw)
-    return f"CASE WHEN json_type({d}, {path}) IN ('integer', 'real') THEN json_extract({d}, {path}) END"
-
-
-class json_boolean(FunctionElement[bool]):
-    """A JSON value as a boolean, or NULL when it is not a JSON true/false (never a cast error)."""
+class json_boolean(_JsonTyped):
+    """A JSON true/false as BOOLEAN, else NULL."""
 
     type = Boolean()
     inherit_cache = True
-
-    def __init__(self, element: Any) -> None:
-        super().__init__(element)
-        self.element = element
+    pg_type, pg_cast, sqlite_types = "boolean", "BOOLEAN", ("true", "false")
 
 
-@compiles(json_boolean, "postgresql")
-def _json_boolean_pg(node: json_boolean, compiler: SQLCompiler, **kw: Any) -> str:
-    doc, key = _doc_and_path(node.element)
-    d, k = compiler.process(doc, **kw), compiler.process(key, **kw)
-    return f"CASE WHEN jsonb_typeof({d} -> {k}) = 'boolean' THEN CAST(({d} ->> {k}) AS BOOLEAN) END"
+@compiles(_JsonTyped, "postgresql")
+def _json_typed_pg(node: _JsonTyped, compiler: SQLCompiler, **kw: Any) -> str:
+    d, k = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
+    return f"CASE WHEN jsonb_typeof({d} -> {k}) = '{node.pg_type}' THEN CAST(({d} ->> {k}) AS {node.pg_cast}) END"
 
 
-@compiles(json_boolean, "sqlite")
-def _json_boolean_sqlite(node: json_boolean, compiler: SQLCompiler, **kw: Any) -> str:
-    doc, path = _doc_and_path(node.element)
-    d, p = compiler.process(doc, **kw), compiler.process(path, **kw)
-    return f"CASE WHEN json_type({d}, {p}) IN ('true', 'false') THEN json_extract({d}, {p}) END"
+@compiles(_JsonTyped, "sqlite")
+def _json_typed_sqlite(node: _JsonTyped, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy's SQLite JSON index already binds the key as a JSON path ('$."score"').
+    d, path = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
+    accepted = ", ".join(f"'{t}'" for t in node.sqlite_types)
+    return f"CASE WHEN json_type({d}, {path}) IN ({accepted}) THEN json_extract({d}, {path}) END"
 
 
 class date_key(FunctionElement[str]):
