@@ -71,6 +71,9 @@ def test_renewal_journey_over_two_ticks(db: Engine, db_url: str, tmp_path: Path)
     assert (again.enrolled, again.emails) == (0, 0)
     assert len(outbox(proj)) == 2
 
+    nobody_clicked = run_tick(db, proj, NOW + timedelta(days=14))["renewal-90d"]
+    assert (nobody_clicked.emails, nobody_clicked.tasks) == (0, 1)  # the CSM calls
+
     later = run_tick(db, proj, NOW + timedelta(days=30))["renewal-90d"]
     assert later.emails == 3  # the notice also goes to billing
     assert len(outbox(proj)) == 5
@@ -83,7 +86,8 @@ def test_renewal_journey_over_two_ticks(db: Engine, db_url: str, tmp_path: Path)
     decisions = [(r.decision, r.reason) for r in audit(db, playbook_id="renewal-90d")]
     assert decisions.count(("enrolled", "trigger_matched")) == 1
     assert decisions.count(("sent", "delivered_to_channel")) == 5
-    assert ("waiting", "wait_step") in decisions
+    assert decisions.count(("waiting", "wait_step")) == 2
+    assert decisions.count(("task_opened", "task_created")) == 1
     assert decisions.count(("completed", "journey_end")) == 1
 
 
