@@ -25,7 +25,8 @@ app = typer.Typer(
     add_completion=False,
     help="Touchflow: tech-touch customer-success playbooks.",
 )
-out = Console(highlight=False)
+# Outside a terminal (CI logs, `make demo | tee`) rich would squeeze tables into 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False)
 
 NowOption = Annotated[
