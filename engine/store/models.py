@@ -188,6 +188,21 @@ class MessageEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Suppression(Base):
+    """An address that must not be emailed: unsubscribed, bounced, spam report, do-not-contact."""
+
+    __tablename__ = "suppressions"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    """Lower-cased address."""
+    reason: Mapped[str] = mapped_column(
+        String(30)
+    )  # unsubscribe | group_unsubscribe | bounce | dropped | spamreport | manual
+    source: Mapped[str] = mapped_column(String(30))  # sendgrid_webhook | manual | import
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 class ConditionState(Base):
     """An edge-triggered playbook's memory of a subject's condition.
 
@@ -220,7 +235,7 @@ class LedgerEntry(Base):
     send_key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(10))  # email | task
     channel: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))  # planned | sending | sent | failed | skipped
+    status: Mapped[str] = mapped_column(String(20))  # planned | sending | sent | failed | skipped | unknown
     playbook_id: Mapped[str] = mapped_column(String(100))
     playbook_version: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str] = mapped_column(String(100))
@@ -228,8 +243,10 @@ class LedgerEntry(Base):
     account_id: Mapped[int] = mapped_column(Integer)
     contact_id: Mapped[int | None] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)  # retry after a 429/5xx
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -290,6 +307,7 @@ enrollments = cast(Table, Enrollment.__table__)
 condition_state = cast(Table, ConditionState.__table__)
 playbook_versions = cast(Table, PlaybookVersion.__table__)
 message_events = cast(Table, MessageEvent.__table__)
+suppressions = cast(Table, Suppression.__table__)
 ledger = cast(Table, LedgerEntry.__table__)
 tasks = cast(Table, Task.__table__)
 audit_log = cast(Table, AuditEntry.__table__)

@@ -1,0 +1,1 @@
+"""In-process fakes of third-party services, for tests (loopback only, no network)."""
