@@ -27,6 +27,10 @@ class Decision(StrEnum):
     BRANCHED = "branched"
     UPDATED = "updated"
     WEBHOOK_CALLED = "webhook_called"
+    UNKNOWN = "unknown"
+    DEFERRED = "deferred"
+    RECONCILED = "reconciled"
+    SUPPRESSED = "suppressed"
 
 
 class Reason(StrEnum):
@@ -52,6 +56,15 @@ class Reason(StrEnum):
     LOOP = "loop"
     WEBHOOK_DELIVERED = "webhook_delivered"
     WEBHOOK_FAILED = "webhook_failed"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    PROVIDER_BUSY = "provider_busy"
+    PROVIDER_REJECTED = "provider_rejected"
+    PROVIDER_EVENT = "provider_event"
+    UNCONFIRMED = "unconfirmed"
+    SUPPRESSED_UNSUBSCRIBED = "suppressed_unsubscribed"
+    SUPPRESSED_BOUNCED = "suppressed_bounced"
+    SUPPRESSED_SPAM = "suppressed_spam_report"
+    SUPPRESSED_OTHER = "suppressed"
 
 
 def audit_row(

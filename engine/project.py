@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
+from engine.delivery_config import DeliverySettings
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
 from engine.validate import validate_paths
@@ -20,6 +21,7 @@ class Project:
     playbooks: tuple[CompiledPlaybook, ...]
     renderer: EmailRenderer
     versions: VersionStore = field(default_factory=lambda: VersionStore({}))
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
     def active(self, only: str | None = None) -> list[CompiledPlaybook]:
         """Active playbooks, or just `only` (whatever its status) when given."""

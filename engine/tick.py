@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 
 from engine.advance import AdvanceResult, advance
 from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
+from engine.dispatch.deliver import SendPolicy
+from engine.dispatch.reconcile import ReconcileResult, reconcile
 from engine.dispatch.webhook import no_post, post_json
 from engine.evaluate import EvaluateResult, evaluate
 from engine.project import Project
@@ -81,10 +83,19 @@ def deliver_batch(
     now: datetime,
     run_id: str,
     post: Callable[..., int] = post_json,
+    policy: SendPolicy = SendPolicy(),
 ) -> DispatchResult:
-    """Deliver claimed rows and record the outcomes; commits. `post` calls webhooks."""
+    """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks."""
+    with engine.connect() as conn:
+        result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, policy, conn.commit)
+        conn.commit()
+        return result
+
+
+def reconcile_pending(engine: Engine, project: Project, now: datetime, run_id: str) -> ReconcileResult:
+    """Settle messages left sending or unknown (see engine/dispatch/reconcile.py); commits."""
     with engine.begin() as conn:
-        return deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post)
+        return reconcile(conn, now, project.delivery.reconcile_after, run_id)
 
 
 def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None:

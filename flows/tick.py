@@ -8,6 +8,7 @@ customer: a task run costs ~50 ms of Prefect bookkeeping.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,8 @@ from sqlalchemy import Engine
 
 from engine import tick as api
 from engine.config import load_settings
-from engine.dispatch import DispatchResult, OutboxChannel
+from engine.dispatch import DispatchResult
+from engine.dispatch.factory import make_channel
 from engine.project import Project, load_project
 from engine.store.db import connect
 
@@ -51,8 +53,15 @@ def dispatch_batch(now: datetime, run_id: str, playbook_ids: list[str]) -> dict[
     ids = api.claim_batch(engine, now, playbook_ids=playbook_ids)
     if not ids:
         return None
-    channel = OutboxChannel(project.settings.outbox_dir)
-    return api.deliver_batch(engine, project, ids, channel, now, run_id).as_dict()
+    channel, policy = make_channel(project.delivery, project.settings.outbox_dir)
+    return api.deliver_batch(engine, project, ids, channel, now, run_id, policy=policy).as_dict()
+
+
+@task(name="reconcile", cache_policy=NONE)
+def reconcile(now: datetime, run_id: str) -> dict[str, int]:
+    """Settle messages left sending or unknown by earlier dispatches (never resent blindly)."""
+    engine, project = _runtime()
+    return asdict(api.reconcile_pending(engine, project, now, run_id))
 
 
 @task(name="dry-run", cache_policy=NONE)
@@ -71,6 +80,7 @@ def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | Non
     run_id = str(flow_run.get_id() or uuid.uuid4())
     if dry_run:
         return list(dry_run_all(ids, at, run_id))
+    reconcile(at, run_id)
     summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
     while (batch := dispatch_batch(at, run_id, ids)) is not None:
         api.merge(summaries, DispatchResult.from_dict(batch))

@@ -1,6 +1,6 @@
 """Dispatch: claim planned ledger rows, render, deliver through a channel, record the outcome."""
 
-from engine.dispatch.channels import EmailChannel, NullChannel, OutboxChannel, OutgoingEmail
+from engine.dispatch.channels import EmailChannel, NullChannel, OutboxChannel, OutgoingEmail, SendError
 from engine.dispatch.deliver import DispatchResult, claim, deliver
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "NullChannel",
     "OutboxChannel",
     "OutgoingEmail",
+    "SendError",
     "claim",
     "deliver",
 ]

@@ -28,6 +28,7 @@ class OutgoingEmail:
     playbook_id: str
     step_id: str
     at: datetime
+    variant: str | None = None
 
     def to_mime(self) -> EmailMessage:
         """A multipart/alternative message (text, then HTML) with Touchflow's tracing headers."""
@@ -45,8 +46,23 @@ class OutgoingEmail:
         return msg
 
 
+class SendError(Exception):
+    """A channel's failure, classified for the ledger.
+
+    `retry`: nothing was delivered (429, 5xx, no connection): send again later.
+    `permanent`: the provider refused this message (other 4xx): fail it with the reason.
+    `ambiguous`: the request may have gone out (timeout, dropped connection): never resend;
+    the row becomes `unknown` and is reconciled from provider events.
+    """
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
 class EmailChannel(Protocol):
-    """Delivers one email; returns the provider's message id. Raises on failure."""
+    """Delivers one email; returns the provider's message id. Raises SendError (or OSError)."""
 
     name: str
 

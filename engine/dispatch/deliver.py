@@ -8,19 +8,22 @@ PostgreSQL), so two dispatchers never take the same row; a crash after the claim
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
-from engine.dispatch.channels import EmailChannel, OutgoingEmail
+from engine.dispatch.channels import EmailChannel, OutgoingEmail, SendError
 from engine.dispatch.webhook import WebhookError, post_json
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
 from engine.spec.steps import TaskAction, WebhookAction
@@ -60,7 +63,8 @@ def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[st
     Only rows of `playbook_ids` (the active or selected playbooks) are taken: a paused playbook's
     planned messages wait, and rows of a playbook no longer loaded stay planned, not failed.
     """
-    pick = select(ledger.c.id).where(ledger.c.status == "planned").order_by(ledger.c.id).limit(limit)
+    due = or_(ledger.c.not_before.is_(None), ledger.c.not_before <= now)
+    pick = select(ledger.c.id).where(ledger.c.status == "planned", due).order_by(ledger.c.id).limit(limit)
     if playbook_ids is not None:
         pick = pick.where(ledger.c.playbook_id.in_(list(playbook_ids)))
     if conn.dialect.name == "postgresql":
@@ -84,6 +88,32 @@ class _Context:
     csms: dict[int, dict[str, Any]]
 
 
+@dataclass
+class _Outcome:
+    """What happened to one ledger row, ready to be written."""
+
+    row: Row[Any]
+    status: str  # sent | failed | unknown | planned (to retry later)
+    audit: dict[str, Any]
+    provider_id: str | None = None
+    error: str | None = None
+    task: dict[str, Any] | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How hard one dispatch tries: attempts per message for retryable answers, and concurrency."""
+
+    attempts: int = 1
+    concurrency: int = 1
+    sleep: Callable[[float], None] = time.sleep
+
+
+MAX_DISPATCHES = 5
+"""Dispatches (each with its own retries) before a message that keeps getting 429/5xx fails."""
+
+
 def deliver(
     conn: Connection,
     ids: Sequence[int],
@@ -93,119 +123,171 @@ def deliver(
     now: datetime,
     run_id: str,
     post: Callable[..., int] = post_json,
+    policy: SendPolicy = SendPolicy(),
+    commit: Callable[[], None] | None = None,
 ) -> DispatchResult:
-    """Render and deliver claimed rows; record sent / failed and the audit. The caller commits.
+    """Render and deliver claimed rows; record each outcome and its audit row.
 
-    One row's failure (a template, an address, a provider error) fails that row with its reason;
-    the rest of the batch goes on.
+    With `commit`, every outcome is committed as soon as it is known, so a crash strands at most
+    the messages in flight (left `sending`, reconciled later, never resent blindly). Without it,
+    the caller owns the transaction (dry runs roll back). One row's failure — a template, an
+    address, a provider error — fails that row with its reason; the rest of the batch goes on.
     """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
     ctx = _load_context(conn, rows)
-    outcomes: list[dict[str, Any]] = []
-    audits: list[dict[str, Any]] = []
-    new_tasks: list[dict[str, Any]] = []
+    outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]] = []
+
+    def write(outcome: _Outcome) -> None:
+        _write(conn, outcome, now, result)
+        if commit is not None:
+            commit()
+
     for row in rows:
-        base = {
-            "at": now,
-            "run_id": run_id,
-            "playbook_id": row.playbook_id,
-            "playbook_version": row.playbook_version,
-            "step_id": row.step_id,
-            "enrollment_id": row.enrollment_id,
-            "account_id": row.account_id,
-            "contact_id": row.contact_id,
-            "channel": row.channel,
-            "send_key": row.send_key,
-        }
+        base = _audit_base(row, now, run_id)
         playbook = playbooks.get(row.playbook_id)
         try:
             if playbook is None:
                 raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
             if row.kind == "task":
-                task = _build_task(row, playbook, ctx, now)
-                new_tasks.append(task)
-                provider_id = f"task:{row.send_key}"
-                who = task["csm_id"] or "team queue"
-                audit = audit_row(
-                    **base,
-                    decision=Decision.TASK_OPENED,
-                    reason=Reason.TASK_CREATED,
-                    detail=f"{task['priority']} task for csm {who}: {task['title']}",
-                )
-                result.tasks[row.playbook_id] += 1
+                write(_task_outcome(row, playbook, ctx, now, base))
             elif row.kind == "webhook":
                 status, where = _call_webhook(row, playbook, ctx, post)
-                provider_id = f"http:{status}"
                 audit = audit_row(
                     **base,
                     decision=Decision.WEBHOOK_CALLED,
                     reason=Reason.WEBHOOK_DELIVERED,
                     detail=f"POST to {where}: HTTP {status}",
                 )
-                result.webhooks[row.playbook_id] += 1
+                write(_Outcome(row, "sent", audit, provider_id=f"http:{status}"))
             else:
-                email = _build_email(row, playbook, ctx, renderer, now)
-                provider_id = channel.send(email)
-                what = f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}"
-                audit = audit_row(
-                    **base,
-                    decision=Decision.SENT,
-                    reason=Reason.DELIVERED_TO_CHANNEL,
-                    detail=what,
-                    content_hash=email.rendered.content_hash,
-                )
-                result.emails[row.playbook_id] += 1
+                outgoing.append((row, base, _build_email(row, playbook, ctx, renderer, now)))
         except RenderError as exc:
-            _fail(outcomes, audits, result, row, base, Reason.RENDER_FAILED, str(exc))
-            continue
+            write(_failed(row, base, Reason.RENDER_FAILED, str(exc)))
         except WebhookError as exc:
-            _fail(outcomes, audits, result, row, base, Reason.WEBHOOK_FAILED, str(exc))
-            continue
+            write(_failed(row, base, Reason.WEBHOOK_FAILED, str(exc)))
         except Exception as exc:
-            _fail(
-                outcomes,
-                audits,
-                result,
-                row,
-                base,
-                Reason.CHANNEL_ERROR,
-                f"{channel.name}: {type(exc).__name__}: {exc}",
-            )
-            continue
-        outcomes.append({"b_id": row.id, "u_status": "sent", "u_pid": provider_id, "u_error": None})
-        audits.append(audit)
-    if new_tasks:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), new_tasks)
-    if outcomes:
-        conn.execute(
-            update(ledger)
-            .where(ledger.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("u_status"),
-                provider_message_id=bindparam("u_pid"),
-                error=bindparam("u_error"),
-                updated_at=now,
-            ),
-            outcomes,
-        )
-    record(conn, audits)
+            write(_failed(row, base, Reason.CHANNEL_ERROR, f"{type(exc).__name__}: {exc}"))
+    for outcome in _send_all(channel, outgoing, policy, now):
+        write(outcome)
     return result
 
 
-def _fail(
-    outcomes: list[dict[str, Any]],
-    audits: list[dict[str, Any]],
-    result: DispatchResult,
-    row: Row[Any],
-    base: dict[str, Any],
-    reason: Reason,
-    message: str,
-) -> None:
-    outcomes.append({"b_id": row.id, "u_status": "failed", "u_pid": None, "u_error": message})
-    audits.append(audit_row(**base, decision=Decision.FAILED, reason=reason, detail=message))
-    result.failed[row.playbook_id] += 1
+def _send_all(
+    channel: EmailChannel,
+    outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]],
+    policy: SendPolicy,
+    now: datetime,
+) -> Iterator[_Outcome]:
+    """Send every email — `policy.concurrency` requests in flight — yielding outcomes as they come."""
+    if policy.concurrency <= 1 or len(outgoing) <= 1:
+        for row, base, email in outgoing:
+            yield _send_one(channel, row, base, email, policy, now)
+        return
+    with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="touchflow-send") as pool:
+        futures = [pool.submit(_send_one, channel, row, base, email, policy, now) for row, base, email in outgoing]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _send_one(
+    channel: EmailChannel, row: Row[Any], base: dict[str, Any], email: OutgoingEmail, policy: SendPolicy, now: datetime
+) -> _Outcome:
+    """Send with retries on retryable answers (backoff with jitter, honouring Retry-After)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            provider_id = channel.send(email)
+        except SendError as exc:
+            if exc.kind == "retry" and attempts < policy.attempts:
+                policy.sleep(_backoff(attempts, exc.retry_after))
+                continue
+            return _send_failure(row, base, exc, attempts, now)
+        except Exception as exc:
+            return _failed(row, base, Reason.CHANNEL_ERROR, f"{channel.name}: {type(exc).__name__}: {exc}")
+        what = f"{email.rendered.template_file} to {email.to_email}: {email.rendered.subject}"
+        audit = audit_row(
+            **base,
+            decision=Decision.SENT,
+            reason=Reason.DELIVERED_TO_CHANNEL,
+            detail=what,
+            content_hash=email.rendered.content_hash,
+        )
+        return _Outcome(row, "sent", audit, provider_id=provider_id)
+
+
+def _send_failure(row: Row[Any], base: dict[str, Any], exc: SendError, attempts: int, now: datetime) -> _Outcome:
+    message = f"{exc} (after {attempts} attempt{'s' * (attempts != 1)})"
+    if exc.kind == "ambiguous":
+        audit = audit_row(**base, decision=Decision.UNKNOWN, reason=Reason.OUTCOME_UNKNOWN, detail=str(exc))
+        return _Outcome(row, "unknown", audit, error=str(exc))
+    if exc.kind == "retry" and row.attempts + 1 < MAX_DISPATCHES:
+        later = now + timedelta(seconds=max(60.0, _backoff(row.attempts + 1, exc.retry_after) * 30))
+        detail = f"{message}; next try after {later.isoformat(timespec='seconds')}"
+        audit = audit_row(**base, decision=Decision.DEFERRED, reason=Reason.PROVIDER_BUSY, detail=detail)
+        return _Outcome(row, "planned", audit, error=message, not_before=later)
+    return _failed(row, base, Reason.PROVIDER_REJECTED, message)
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after
+    return float(min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+
+
+def _audit_base(row: Row[Any], now: datetime, run_id: str) -> dict[str, Any]:
+    return {
+        "at": now,
+        "run_id": run_id,
+        "playbook_id": row.playbook_id,
+        "playbook_version": row.playbook_version,
+        "step_id": row.step_id,
+        "enrollment_id": row.enrollment_id,
+        "account_id": row.account_id,
+        "contact_id": row.contact_id,
+        "channel": row.channel,
+        "send_key": row.send_key,
+    }
+
+
+def _task_outcome(
+    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime, base: dict[str, Any]
+) -> _Outcome:
+    task = _build_task(row, playbook, ctx, now)
+    who = task["csm_id"] or "team queue"
+    audit = audit_row(
+        **base,
+        decision=Decision.TASK_OPENED,
+        reason=Reason.TASK_CREATED,
+        detail=f"{task['priority']} task for csm {who}: {task['title']}",
+    )
+    return _Outcome(row, "sent", audit, provider_id=f"task:{row.send_key}", task=task)
+
+
+def _failed(row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -> _Outcome:
+    audit = audit_row(**base, decision=Decision.FAILED, reason=reason, detail=message)
+    return _Outcome(row, "failed", audit, error=message)
+
+
+def _write(conn: Connection, outcome: _Outcome, now: datetime, result: DispatchResult) -> None:
+    row = outcome.row
+    if outcome.task is not None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), [outcome.task])
+    values: dict[str, Any] = {"status": outcome.status, "error": outcome.error, "updated_at": now}
+    if outcome.provider_id is not None:
+        values["provider_message_id"] = outcome.provider_id
+    if outcome.status == "planned":
+        values.update(attempts=row.attempts + 1, not_before=outcome.not_before)
+    # Guarded by `sending`: a reconciliation that already settled the row wins.
+    conn.execute(update(ledger).where(ledger.c.id == row.id, ledger.c.status == "sending").values(**values))
+    record(conn, [outcome.audit])
+    if outcome.status == "sent":
+        counter = {"task": result.tasks, "webhook": result.webhooks}.get(row.kind, result.emails)
+        counter[row.playbook_id] += 1
+    elif outcome.status == "failed":
+        result.failed[row.playbook_id] += 1
 
 
 def _load_context(conn: Connection, rows: Sequence[Row[Any]]) -> _Context:

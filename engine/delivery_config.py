@@ -1,0 +1,102 @@
+"""Delivery settings: which channel sends email, and how. From `touchflow.yaml`, then the environment.
+
+```yaml
+# touchflow.yaml (all keys optional)
+channel: outbox            # outbox | sendgrid
+team_sender: {name: Touchflow Customer Success, email: success@touchflow.example}
+sendgrid:
+  api_key_env: SENDGRID_API_KEY   # the key itself never lives in a file
+  host: https://api.sendgrid.com  # the EU region and tests use other hosts
+  sandbox: false
+  timeout: 10s
+  concurrency: 8
+  attempts: 4                     # per dispatch, for 429 and 5xx answers
+  unsubscribe_group: null         # asm.group_id
+reconcile_after: 15m              # a message still `sending` this long is reconciled
+```
+
+The environment overrides: TOUCHFLOW_CHANNEL, TOUCHFLOW_SENDGRID_HOST, TOUCHFLOW_SENDGRID_SANDBOX.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+
+from engine.load.pydantic_errors import problems_from_validation
+from engine.load.yaml_nodes import parse_yaml
+from engine.problems import ProblemsFound
+from engine.spec.base import Duration, SpecModel
+
+
+class Sender(SpecModel):
+    """A From address."""
+
+    name: str = "Touchflow Customer Success"
+    """Display name."""
+    email: str = "success@touchflow.example"
+    """Address."""
+
+
+class SendGridSettings(SpecModel):
+    """The SendGrid channel."""
+
+    api_key_env: str = Field(default="SENDGRID_API_KEY", pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable holding the API key."""
+    host: str = Field(default="https://api.sendgrid.com", pattern=r"^https?://")
+    """The API host (the EU region uses https://api.eu.sendgrid.com)."""
+    sandbox: bool = False
+    """SendGrid's sandbox mode: requests are validated, nothing is delivered."""
+    timeout: Duration = Field(default=timedelta(seconds=10), json_schema_extra={"default": "10s"})
+    """How long to wait for SendGrid's answer; after that the outcome is unknown, never resent."""
+    concurrency: int = Field(default=8, ge=1, le=64)
+    """Requests in flight at once within one dispatch batch."""
+    attempts: int = Field(default=4, ge=1, le=10)
+    """Tries per message within one dispatch, for 429 and 5xx answers."""
+    unsubscribe_group: int | None = None
+    """A SendGrid unsubscribe group (asm.group_id) for every message."""
+
+
+class DeliverySettings(SpecModel):
+    """How email leaves."""
+
+    channel: Literal["outbox", "sendgrid"] = "outbox"
+    """`outbox` writes .eml files; `sendgrid` sends through SendGrid."""
+    team_sender: Sender = Sender()
+    """The sender when a step says `from: team`, or the account has no CSM."""
+    sendgrid: SendGridSettings = SendGridSettings()
+    """SendGrid settings."""
+    reconcile_after: Duration = Field(default=timedelta(minutes=15), json_schema_extra={"default": "15m"})
+    """A message left `sending` (a crash, a timeout) this long is reconciled from provider events."""
+
+
+def load_delivery(project_dir: Path) -> DeliverySettings:
+    """`touchflow.yaml` of the project (if any) with the environment's overrides."""
+    path = project_dir / "touchflow.yaml"
+    data: dict[str, object] = {}
+    if path.is_file():
+        located = parse_yaml(path.read_bytes(), str(path))
+        if located.data is not None:
+            if not isinstance(located.data, dict):
+                raise ValueError(f"{path}: expected a mapping")
+            data = dict(located.data)
+        try:
+            settings = DeliverySettings.model_validate(data)
+        except ValidationError as exc:
+            raise ProblemsFound(problems_from_validation(exc, located, DeliverySettings)) from None
+    else:
+        settings = DeliverySettings()
+    updates: dict[str, object] = {}
+    if os.environ.get("TOUCHFLOW_CHANNEL"):
+        updates["channel"] = os.environ["TOUCHFLOW_CHANNEL"]
+    sendgrid = settings.sendgrid.model_dump()
+    if os.environ.get("TOUCHFLOW_SENDGRID_HOST"):
+        sendgrid["host"] = os.environ["TOUCHFLOW_SENDGRID_HOST"]
+    if os.environ.get("TOUCHFLOW_SENDGRID_SANDBOX"):
+        sendgrid["sandbox"] = os.environ["TOUCHFLOW_SENDGRID_SANDBOX"].lower() in ("1", "true", "yes")
+    updates["sendgrid"] = SendGridSettings.model_validate(sendgrid)
+    return DeliverySettings.model_validate({**settings.model_dump(), **updates})

@@ -1,0 +1,27 @@
+"""The email channel and send policy a project's delivery settings ask for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.delivery_config import DeliverySettings
+from engine.dispatch.channels import EmailChannel, OutboxChannel
+from engine.dispatch.deliver import SendPolicy
+from engine.dispatch.sendgrid_channel import SendGridChannel
+
+
+class ChannelConfigError(Exception):
+    """The configured channel cannot be built (e.g. the API key is not in the environment)."""
+
+
+def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailChannel, SendPolicy]:
+    """The channel, and how hard to try within one dispatch."""
+    if delivery.channel == "sendgrid":
+        sg = delivery.sendgrid
+        key = os.environ.get(sg.api_key_env, "")
+        if not key:
+            raise ChannelConfigError(f"channel is sendgrid but the environment variable {sg.api_key_env} is not set")
+        channel = SendGridChannel(key, sg.host, sg.timeout.total_seconds(), sg.sandbox, sg.unsubscribe_group)
+        return channel, SendPolicy(attempts=sg.attempts, concurrency=sg.concurrency)
+    return OutboxChannel(outbox_dir), SendPolicy()

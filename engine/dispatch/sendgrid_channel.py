@@ -1,0 +1,134 @@
+"""The SendGrid channel: the official `sendgrid` library, one request per message.
+
+SendGrid has no idempotency key, so the ledger is the only guarantee against duplicates: this
+module only maps each request's outcome to what the dispatcher must do with the ledger row —
+sent (with the X-Message-Id), retry later (429, 5xx, a connection that never opened), fail for
+good (other 4xx, with SendGrid's error text), or *ambiguous* (a timeout or a dropped connection
+after the request went out: maybe sent; reconciled from provider events, never resent).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+from http.client import HTTPException
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+
+from engine.dispatch.channels import OutgoingEmail, SendError
+
+_MAX_RETRY_AFTER_S = 60.0
+
+
+def mail_body(email: OutgoingEmail, sandbox: bool, unsubscribe_group: int | None) -> dict[str, Any]:
+    """The v3 `mail/send` request body (checked against SendGrid's own schema in the tests)."""
+    custom_args = {
+        "send_key": email.send_key,
+        "playbook": email.playbook_id,
+        "step": email.step_id,
+        "variant": email.variant or "",
+    }
+    body: dict[str, Any] = {
+        "personalizations": [{"to": [{"email": email.to_email, "name": email.to_name}], "custom_args": custom_args}],
+        "from": {"email": email.sender_email, "name": email.sender_name},
+        "subject": email.rendered.subject,
+        "content": [
+            {"type": "text/plain", "value": email.rendered.text},
+            {"type": "text/html", "value": email.rendered.html},
+        ],
+        "categories": [email.playbook_id[:255]],
+        "custom_args": custom_args,
+        "mail_settings": {"sandbox_mode": {"enable": sandbox}},
+    }
+    if unsubscribe_group is not None:
+        body["asm"] = {"group_id": unsubscribe_group}
+    return body
+
+
+class SendGridChannel:
+    """Sends through SendGrid. Thread-safe: each call builds its own client (one connection each)."""
+
+    name = "sendgrid"
+
+    def __init__(
+        self, api_key: str, host: str, timeout_s: float, sandbox: bool = False, unsubscribe_group: int | None = None
+    ) -> None:
+        if not api_key:
+            raise ValueError("the SendGrid API key is empty")
+        self._api_key = api_key  # never logged, never part of an error message
+        self.host = host.rstrip("/")
+        self.timeout_s = timeout_s
+        self.sandbox = sandbox
+        self.unsubscribe_group = unsubscribe_group
+
+    def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
+        return f"SendGridChannel(host={self.host!r}, sandbox={self.sandbox})"
+
+    def send(self, email: OutgoingEmail) -> str:
+        client = SendGridAPIClient(api_key=self._api_key, host=self.host)
+        client.client.timeout = self.timeout_s  # the library has no default timeout
+        body = mail_body(email, self.sandbox, self.unsubscribe_group)
+        try:
+            response = client.client.mail.send.post(request_body=body)
+        except HTTPError as exc:
+            raise _from_http_error(exc) from None
+        except TimeoutError:
+            raise SendError("ambiguous", f"no answer within {self.timeout_s:g} s") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ConnectionRefusedError | socket.gaierror):
+                raise SendError("retry", f"cannot connect: {reason}") from None  # nothing went out
+            if isinstance(reason, TimeoutError | socket.timeout):
+                raise SendError("ambiguous", f"no answer within {self.timeout_s:g} s") from None
+            raise SendError("ambiguous", f"connection failed mid-request: {reason}") from None
+        except (HTTPException, ConnectionError, OSError) as exc:
+            # The request may have reached SendGrid before the connection dropped.
+            raise SendError("ambiguous", f"connection dropped: {type(exc).__name__}: {exc}") from None
+        message_id = _header(response.headers, "X-Message-Id")
+        return message_id or f"sendgrid:{email.send_key}"
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
+    value = headers.get(name) if hasattr(headers, "get") else None
+    return str(value) if value else None
+
+
+def _from_http_error(exc: HTTPError) -> SendError:
+    status = int(getattr(exc, "status_code", 0) or 0)
+    text = _error_text(exc)
+    if status == 429 or status >= 500:
+        return SendError("retry", f"HTTP {status}: {text}", retry_after=_retry_after(getattr(exc, "headers", None)))
+    return SendError("permanent", f"HTTP {status}: {text}")
+
+
+def _error_text(exc: HTTPError) -> str:
+    raw = getattr(exc, "body", b"") or b""
+    raw_text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        errors = json.loads(raw_text).get("errors", [])
+        return "; ".join(str(e.get("message", e)) for e in errors)[:500] or raw_text[:500]
+    except (ValueError, AttributeError):
+        return raw_text[:500]
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait: Retry-After, else X-RateLimit-Reset (a unix time), capped."""
+    import time
+
+    for name in ("Retry-After", "X-RateLimit-Reset"):
+        value = _header(headers, name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        if name == "X-RateLimit-Reset" and seconds > 1e9:
+            seconds -= time.time()  # a reset moment, not a delay
+        return min(_MAX_RETRY_AFTER_S, max(0.0, seconds))
+    return None
