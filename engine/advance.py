@@ -35,7 +35,7 @@ from engine.journey_time import at_date, next_in_window, zone
 from engine.spec import BranchStep, EmailStep, ExitStep, TaskStep, UpdateStep, WaitStep, WebhookStep
 from engine.spec.steps import WaitForWindow, WaitUntil
 from engine.store.catalogue import resolve_field
-from engine.store.models import accounts, contacts, enrollments, ledger
+from engine.store.models import accounts, contacts, enrollments, ledger, suppressions
 from engine.versions import VersionStore
 
 Running = list[tuple[Row[Any], CompiledPlaybook, int]]
@@ -92,6 +92,7 @@ class _Batch:
     run_id: str
     channel: str
     recipients: dict[int, list[Row[Any]]]
+    suppressed: dict[str, str]  # lower-cased address → why it must not be emailed
     places: dict[int, dict[str, Any]]  # enrollment id → account/contact fields used by waits
     holds: dict[tuple[str, str, str], set[int]]  # (version, step id, "if"|"branch") → enrollments it holds for
     steps_taken: dict[int, int]  # per enrollment, across the rounds of this tick: a loop guard
@@ -120,7 +121,8 @@ def advance(
             now=now,
             run_id=run_id,
             channel=channel,
-            recipients=_recipients(conn, playbook, [e for e, _, _ in running]),
+            recipients=(recipients := _recipients(conn, playbook, [e for e, _, _ in running])),
+            suppressed=_suppressed(conn, recipients),
             places=_places(conn, playbook, [e for e, _, _ in running]),
             holds=_conditions(conn, running, now),
             steps_taken=steps_taken,
@@ -338,6 +340,26 @@ def _recipients(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[
     return by_owner
 
 
+_SUPPRESSION_REASON = {
+    "unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
+    "group_unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
+    "bounce": Reason.SUPPRESSED_BOUNCED,
+    "dropped": Reason.SUPPRESSED_BOUNCED,
+    "spamreport": Reason.SUPPRESSED_SPAM,
+}
+
+
+def _suppressed(conn: Connection, recipients: dict[int, list[Row[Any]]]) -> dict[str, str]:
+    """Which of the batch's recipients are on the suppression list, and why."""
+    addresses = sorted({(p.email or "").strip().lower() for people in recipients.values() for p in people})
+    found: dict[str, str] = {}
+    for start in range(0, len(addresses), 1000):
+        chunk = addresses[start : start + 1000]
+        rows = conn.execute(select(suppressions.c.email, suppressions.c.reason).where(suppressions.c.email.in_(chunk)))
+        found.update({r.email: r.reason for r in rows})
+    return found
+
+
 def _places(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, dict[str, Any]]:
     """Per enrollment: the account's (and contact's) row, for waits on dates and local windows."""
     if not due:
@@ -504,6 +526,13 @@ def _plan_email(
     for person in people:
         key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
         problem = email_problem(person.email)
+        why_not = batch.suppressed.get((person.email or "").strip().lower())
+        reason = Reason.INVALID_EMAIL
+        if problem is None and why_not is not None:
+            problem, reason = (
+                f"{person.email} is on the suppression list ({why_not})",
+                _SUPPRESSION_REASON.get(why_not, Reason.SUPPRESSED_OTHER),
+            )
         plan.ledger.append(
             {
                 "send_key": key,
@@ -531,7 +560,7 @@ def _plan_email(
                         step_id=step.id,
                         channel=batch.channel,
                         decision=Decision.SKIPPED,
-                        reason=Reason.INVALID_EMAIL,
+                        reason=reason,
                         detail=problem,
                         send_key=key,
                     ),

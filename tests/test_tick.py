@@ -165,3 +165,32 @@ def test_dry_run_writes_nothing(db: Engine, db_url: str, tmp_path: Path) -> None
     assert (preview["renewal-90d"].enrolled, preview["renewal-90d"].emails) == (1, 1)
     assert [count(db, t) for t in (enrollments, ledger, tasks, audit_log)] == [0, 0, 0, 0]
     assert outbox(proj) == []
+
+
+def test_suppressed_addresses_are_never_emailed(db: Engine, db_url: str, tmp_path: Path) -> None:
+    from engine.store.models import suppressions
+
+    store = Store(db, NOW)
+    acc = store.account(renewal_date=(NOW + timedelta(days=90)).date())
+    store.contact(acc, "admin", email="Gone@Acme.example")
+    kept = store.contact(acc, "champion")
+    with db.begin() as conn:
+        conn.execute(
+            suppressions.insert(),
+            [
+                {
+                    "email": "gone@acme.example",
+                    "reason": "unsubscribe",
+                    "source": "manual",
+                    "created_at": NOW,
+                    "detail": "",
+                }
+            ],
+        )
+    proj = project(tmp_path, db_url)
+
+    summary = run_tick(db, proj, NOW)["renewal-90d"]
+    assert (summary.emails, summary.skipped) == (1, 1)
+    assert [m["To"].addresses[0].addr_spec for m in outbox(proj)] == [f"person{kept}@acme.example"]
+    (skipped,) = audit(db, decision="skipped")
+    assert skipped.reason == "suppressed_unsubscribed" and "suppression list" in skipped.detail
