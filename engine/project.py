@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
-from engine.delivery_config import DeliverySettings
+from engine.delivery_config import DeliverySettings, load_delivery
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
 from engine.validate import validate_paths
@@ -44,6 +44,6 @@ def load_project(settings: Settings) -> Project:
         raise ProblemsFound(report.problems)
     compiled = tuple(compile_playbook(p) for p in report.playbooks)
     known = VersionStore({(p.id, p.version): p for p in compiled})
-    return Project(
-        settings=settings, playbooks=compiled, renderer=EmailRenderer(settings.templates_dir), versions=known
-    )
+    renderer = EmailRenderer(settings.templates_dir)
+    delivery = load_delivery(settings.project_dir)
+    return Project(settings=settings, playbooks=compiled, renderer=renderer, versions=known, delivery=delivery)
