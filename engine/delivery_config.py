@@ -2,7 +2,7 @@
 
 ```yaml
 # touchflow.yaml (all keys optional)
-channel: outbox            # outbox | sendgrid
+channel: outbox            # outbox | sendgrid | smtp
 team_sender: {name: Touchflow Customer Success, email: success@touchflow.example}
 sendgrid:
   api_key_env: SENDGRID_API_KEY   # the key itself never lives in a file
@@ -12,6 +12,7 @@ sendgrid:
   concurrency: 8
   attempts: 4                     # per dispatch, for 429 and 5xx answers
   unsubscribe_group: null         # asm.group_id
+smtp: {host: smtp.example.com, port: 587, starttls: true, username_env: SMTP_USER, password_env: SMTP_PASSWORD}
 reconcile_after: 15m              # a message still `sending` this long is reconciled
 ```
 
@@ -61,15 +62,38 @@ class SendGridSettings(SpecModel):
     """A SendGrid unsubscribe group (asm.group_id) for every message."""
 
 
+class SmtpSettings(SpecModel):
+    """The SMTP channel."""
+
+    host: str = "localhost"
+    """The SMTP server."""
+    port: int = Field(default=587, ge=1, le=65535)
+    """Its port (587 for submission with STARTTLS)."""
+    starttls: bool = True
+    """Upgrade the connection with STARTTLS before authenticating."""
+    username_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable holding the user name (unset: no login)."""
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable holding the password."""
+    timeout: Duration = Field(default=timedelta(seconds=15), json_schema_extra={"default": "15s"})
+    """How long to wait for the server."""
+    concurrency: int = Field(default=4, ge=1, le=32)
+    """Sessions in flight at once within one dispatch batch."""
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per message within one dispatch, for 4xx answers and refused connections."""
+
+
 class DeliverySettings(SpecModel):
     """How email leaves."""
 
-    channel: Literal["outbox", "sendgrid"] = "outbox"
-    """`outbox` writes .eml files; `sendgrid` sends through SendGrid."""
+    channel: Literal["outbox", "sendgrid", "smtp"] = "outbox"
+    """`outbox` writes .eml files; `sendgrid` sends through SendGrid; `smtp` through an SMTP server."""
     team_sender: Sender = Sender()
     """The sender when a step says `from: team`, or the account has no CSM."""
     sendgrid: SendGridSettings = SendGridSettings()
     """SendGrid settings."""
+    smtp: SmtpSettings = SmtpSettings()
+    """SMTP settings."""
     reconcile_after: Duration = Field(default=timedelta(minutes=15), json_schema_extra={"default": "15m"})
     """A message left `sending` (a crash, a timeout) this long is reconciled from provider events."""
 

@@ -9,6 +9,7 @@ from engine.delivery_config import DeliverySettings
 from engine.dispatch.channels import EmailChannel, OutboxChannel
 from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.sendgrid_channel import SendGridChannel
+from engine.dispatch.smtp_channel import SmtpChannel
 
 
 class ChannelConfigError(Exception):
@@ -24,4 +25,12 @@ def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailCha
             raise ChannelConfigError(f"channel is sendgrid but the environment variable {sg.api_key_env} is not set")
         channel = SendGridChannel(key, sg.host, sg.timeout.total_seconds(), sg.sandbox, sg.unsubscribe_group)
         return channel, SendPolicy(attempts=sg.attempts, concurrency=sg.concurrency)
+    if delivery.channel == "smtp":
+        smtp = delivery.smtp
+        user = os.environ.get(smtp.username_env, "") if smtp.username_env else None
+        password = os.environ.get(smtp.password_env, "") if smtp.password_env else None
+        if smtp.username_env and not user:
+            raise ChannelConfigError(f"channel is smtp but the environment variable {smtp.username_env} is not set")
+        smtp_channel = SmtpChannel(smtp.host, smtp.port, smtp.timeout.total_seconds(), smtp.starttls, user, password)
+        return smtp_channel, SendPolicy(attempts=smtp.attempts, concurrency=smtp.concurrency)
     return OutboxChannel(outbox_dir), SendPolicy()

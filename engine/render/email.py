@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
@@ -111,7 +112,9 @@ class EmailRenderer:
             raise RenderError(f"{filename}: the subject contains a line break: {subject!r}")
         if not subject:
             raise RenderError(f"{filename}: the subject is empty")
-        return RenderedEmail(subject, html_body, html_to_text(html_body), locale, filename)
+        # Email clients drop <style> blocks: move the layout's CSS onto each element.
+        inlined = css_inline.inline(html_body)
+        return RenderedEmail(subject, inlined, html_to_text(html_body), locale, filename)
 
 
 _INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
