@@ -306,10 +306,22 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
         raise RenderError(f"account {row.account_id} no longer exists")
     contact = ctx.contacts.get(row.contact_id) if row.contact_id is not None else None
     csm = ctx.csms.get(account["csm_id"]) if account["csm_id"] is not None else None
-    from_csm = row.payload.get("from") == "csm" and csm is not None
+    return template_context(account, contact, csm, row.payload.get("from", "team"), playbook, row.step_id, row.send_key)
+
+
+def template_context(
+    account: dict[str, Any],
+    contact: dict[str, Any] | None,
+    csm: dict[str, Any] | None,
+    sender_kind: str,
+    playbook: CompiledPlaybook,
+    step_id: str,
+    send_key: str,
+) -> dict[str, Any]:
+    """The variables every template sees (see `engine.render.CONTEXT_NAMES`)."""
     sender = (
         {"name": csm["name"], "email": csm["email"]}
-        if from_csm and csm
+        if sender_kind == "csm" and csm
         else dict(zip(("name", "email"), TEAM_SENDER, strict=True))
     )
     public = os.environ.get("TOUCHFLOW_PUBLIC_URL", "https://app.touchflow.example").rstrip("/")
@@ -319,8 +331,8 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
         "csm": csm or {"name": "Customer Success team", "email": TEAM_SENDER[1]},
         "sender": sender,
         "playbook": {"id": playbook.id, "name": playbook.spec.name},
-        "step": {"id": row.step_id},
-        "unsubscribe_url": f"{public}/unsubscribe?k={row.send_key}",
+        "step": {"id": step_id},
+        "unsubscribe_url": f"{public}/unsubscribe?k={send_key}",
     }
 
 
