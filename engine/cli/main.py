@@ -291,5 +291,17 @@ def bench_evaluate(
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")
 
 
+@bench.command("dispatch")
+def bench_dispatch(
+    messages: Annotated[int, typer.Option(min=1, help="Emails to render and send.")] = 20_000,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once (both sides).")] = 8,
+) -> None:
+    """Send N messages through the SendGrid channel to a local server, against the bare client; print JSON."""
+    from engine.bench.dispatch import run as run_dispatch
+
+    result = run_dispatch(messages, concurrency)
+    sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
