@@ -61,6 +61,7 @@ class Reason(StrEnum):
     PROVIDER_REJECTED = "provider_rejected"
     PROVIDER_EVENT = "provider_event"
     UNCONFIRMED = "unconfirmed"
+    CLAIM_EXPIRED = "claim_expired"
     SUPPRESSED_UNSUBSCRIBED = "suppressed_unsubscribed"
     SUPPRESSED_BOUNCED = "suppressed_bounced"
     SUPPRESSED_SPAM = "suppressed_spam_report"

@@ -58,7 +58,11 @@ class DispatchResult:
 
 
 def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[str] | None = None) -> list[int]:
-    """Mark up to `limit` planned rows as sending and return their ids. The caller commits.
+    """Mark up to `limit` planned rows as claimed and return their ids. The caller commits.
+
+    `claimed` means "this dispatcher will handle it": nothing has gone out yet. A row becomes
+    `sending` only just before its request, a few at a time, so a crash strands at most the
+    messages in flight; claimed rows of a dead dispatcher go back to `planned` (reconcile).
 
     Only rows of `playbook_ids` (the active or selected playbooks) are taken: a paused playbook's
     planned messages wait, and rows of a playbook no longer loaded stay planned, not failed.
@@ -75,7 +79,7 @@ def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[st
     stmt = (
         update(ledger)
         .where(ledger.c.id.in_(ids), ledger.c.status == "planned")
-        .values(status="sending", updated_at=now)
+        .values(status="claimed", updated_at=now)
         .returning(ledger.c.id)
     )
     return sorted(r.id for r in conn.execute(stmt))
@@ -152,6 +156,9 @@ def deliver(
             if row.kind == "task":
                 write(_task_outcome(row, playbook, ctx, now, base))
             elif row.kind == "webhook":
+                _mark_sending(conn, [row.id], now)  # the POST may land even if we die now
+                if commit is not None:
+                    commit()
                 status, where = _call_webhook(row, playbook, ctx, post)
                 audit = audit_row(
                     **base,
@@ -168,9 +175,25 @@ def deliver(
             write(_failed(row, base, Reason.WEBHOOK_FAILED, str(exc)))
         except Exception as exc:
             write(_failed(row, base, Reason.CHANNEL_ERROR, f"{type(exc).__name__}: {exc}"))
-    for outcome in _send_all(channel, outgoing, policy, now):
-        write(outcome)
+    # A few at a time: mark them `sending` (committed) just before their requests, so a crash
+    # leaves at most one chunk ambiguous; the rest of the claim is still untouched.
+    chunk = max(1, policy.concurrency)
+    for start in range(0, len(outgoing), chunk):
+        part = outgoing[start : start + chunk]
+        _mark_sending(conn, [row.id for row, _, _ in part], now)
+        if commit is not None:
+            commit()
+        for outcome in _send_all(channel, part, policy, now):
+            write(outcome)
     return result
+
+
+def _mark_sending(conn: Connection, ids: list[int], now: datetime) -> None:
+    conn.execute(
+        update(ledger)
+        .where(ledger.c.id.in_(ids), ledger.c.status == "claimed")
+        .values(status="sending", updated_at=now)
+    )
 
 
 def _send_all(
@@ -280,8 +303,9 @@ def _write(conn: Connection, outcome: _Outcome, now: datetime, result: DispatchR
         values["provider_message_id"] = outcome.provider_id
     if outcome.status == "planned":
         values.update(attempts=row.attempts + 1, not_before=outcome.not_before)
-    # Guarded by `sending`: a reconciliation that already settled the row wins.
-    conn.execute(update(ledger).where(ledger.c.id == row.id, ledger.c.status == "sending").values(**values))
+    # Guarded: a reconciliation that already settled the row wins.
+    in_hand = ledger.c.status.in_(["claimed", "sending"])
+    conn.execute(update(ledger).where(ledger.c.id == row.id, in_hand).values(**values))
     record(conn, [outcome.audit])
     if outcome.status == "sent":
         counter = {"task": result.tasks, "webhook": result.webhooks}.get(row.kind, result.emails)
@@ -360,10 +384,6 @@ def _build_email(
         step_id=row.step_id,
         at=now,
     )
-    try:
-        outgoing.to_mime()  # headers are checked here, before the channel sees the message
-    except (ValueError, IndexError, TypeError) as exc:
-        raise RenderError(f"cannot build the message: {exc}") from None
     return outgoing
 
 

@@ -4,6 +4,8 @@ A row is left `sending` when a dispatcher died between the provider call and the
 and becomes `unknown` when the provider call timed out or the connection dropped after the
 request went out. Either may have been delivered. The rule:
 
+0. `claimed` for longer than `after` → `planned` again: a dispatcher claimed it and died before
+   its request (rows turn `sending` just before theirs), so it is safe to send;
 1. any provider event for the row's send key (processed, delivered, open, bounce, …: SendGrid
    carries the send key in `custom_args`) → `sent`;
 2. `sending` for longer than `after` with no event → `unknown` (the dispatcher is gone);
@@ -30,6 +32,7 @@ class ReconcileResult:
     confirmed: int
     unknown: int
     unconfirmed: int
+    requeued: int = 0
 
 
 def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) -> ReconcileResult:
@@ -37,6 +40,14 @@ def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) ->
     has_event = exists().where(message_events.c.send_key == ledger.c.send_key)
     unsettled = ledger.c.status.in_(["sending", "unknown"])
     stale = ledger.c.updated_at < now - after
+    requeued = _settle(
+        conn,
+        [ledger.c.status == "claimed", stale],
+        ("planned", None),
+        now,
+        run_id,
+        (Decision.DEFERRED, Reason.CLAIM_EXPIRED, f"claimed {after} ago and never sent: back in the queue"),
+    )
     confirmed = _settle(
         conn,
         [unsettled, has_event],
@@ -61,7 +72,7 @@ def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) ->
         run_id,
         (Decision.FAILED, Reason.UNCONFIRMED, "no provider event arrived; not resent (it may have been delivered)"),
     )
-    return ReconcileResult(confirmed, gone, given_up)
+    return ReconcileResult(confirmed, gone, given_up, requeued)
 
 
 def _settle(

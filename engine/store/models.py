@@ -235,7 +235,7 @@ class LedgerEntry(Base):
     send_key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(10))  # email | task
     channel: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))  # planned | sending | sent | failed | skipped | unknown
+    status: Mapped[str] = mapped_column(String(20))  # planned | claimed | sending | sent | failed | skipped | unknown
     playbook_id: Mapped[str] = mapped_column(String(100))
     playbook_version: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str] = mapped_column(String(100))
