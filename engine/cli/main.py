@@ -256,6 +256,70 @@ def simulate(
     )
 
 
+@app.command()
+def preview(
+    playbook: Annotated[str, typer.Argument(help="The playbook id.")],
+    step: Annotated[str | None, typer.Option(help="Only this email step.")] = None,
+    contact: Annotated[int | None, typer.Option(help="Render for this contact id.")] = None,
+    folder: Annotated[Path, typer.Option("--out", help="Where to write the files.")] = Path("preview"),
+    samples: Annotated[int, typer.Option(help="Sample contacts per locale.")] = 2,
+) -> None:
+    """Render every email step × locale of a playbook for sample contacts; nothing is sent."""
+    from engine.preview import preview as render_previews
+    from engine.project import load_project
+
+    settings = load_settings()
+    try:
+        project = load_project(settings)
+    except ProblemsFound as exc:
+        for problem in exc.problems:
+            err.print(problem.format(), markup=False)
+        raise typer.Exit(1) from None
+    compiled = project.by_id().get(playbook)
+    if compiled is None:
+        err.print(f"error: no playbook '{playbook}'", markup=False)
+        raise typer.Exit(2)
+    engine = open_store(settings.database_url)
+    with engine.connect() as conn:
+        results = render_previews(conn, compiled, project.renderer, folder, step, contact, samples)
+    table = Table(title=f"Preview of {playbook}")
+    for col in ("step", "locale", "contact", "subject"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r.step, r.locale or "default", str(r.contact_id), r.subject if not r.error else f"error: {r.error}"
+        )
+    out.print(table)
+    out.print(f"open {(folder / playbook / 'index.html').resolve()}", markup=False)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+) -> None:
+    """Serve the SendGrid Event Webhook (`POST /webhooks/sendgrid`); the verification key comes from
+    TOUCHFLOW_SENDGRID_WEBHOOK_KEY (the public key SendGrid shows for the signed webhook)."""
+    import uvicorn
+
+    from engine.webhooks.app import create_app
+
+    key = os.environ.get("TOUCHFLOW_SENDGRID_WEBHOOK_KEY", "")
+    if not key:
+        err.print("error: set TOUCHFLOW_SENDGRID_WEBHOOK_KEY to the signed webhook's public key", markup=False)
+        raise typer.Exit(2)
+    settings = load_settings()
+    engine = open_store(settings.database_url)
+    try:
+        application = create_app(engine, key)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks: the engine against the floor.")
 app.add_typer(bench, name="bench")
 
