@@ -183,8 +183,12 @@ def deliver(
         _mark_sending(conn, [row.id for row, _, _ in part], now)
         if commit is not None:
             commit()
+        # The chunk's outcomes are committed together: until then its rows stay `sending`, which
+        # is what they are (a crash here leaves them to reconciliation, like any send in flight).
         for outcome in _send_all(channel, part, policy, now):
-            write(outcome)
+            _write(conn, outcome, now, result)
+        if commit is not None:
+            commit()
     return result
 
 
