@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from engine import tick as api
 from engine.config import load_settings
-from engine.dispatch import DispatchResult
+from engine.dispatch import DispatchResult, OutboxChannel
 from engine.dispatch.factory import make_channel
 from engine.project import Project, load_project
 from engine.store.db import connect
@@ -84,6 +84,8 @@ def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | Non
     summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
     while (batch := dispatch_batch(at, run_id, ids)) is not None:
         api.merge(summaries, DispatchResult.from_dict(batch))
+    if project.delivery.channel == "outbox":
+        OutboxChannel(project.settings.outbox_dir).write_index()
     rows = [s.as_dict() for s in summaries.values()]
     create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")
     return rows

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import email.policy
+import html
 import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -90,6 +93,36 @@ class OutboxChannel:
             fh.write(msg.as_bytes())
         os.replace(tmp, target)
         return str(msg["Message-ID"])
+
+    def write_index(self) -> Path:
+        """`index.html` listing every message of the outbox, newest first, linking each .eml."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        parser = BytesHeaderParser(policy=email.policy.default)
+        entries = []
+        for path in self.directory.glob("*.eml"):
+            with path.open("rb") as fh:
+                headers = parser.parse(fh)
+            entries.append((str(headers["Date"] or ""), path.name, headers))
+        entries.sort(
+            key=lambda e: parsedate_to_datetime(e[0]) if e[0] else datetime.min.replace(tzinfo=UTC), reverse=True
+        )
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(h[k] or ''))}</td>" for k in ("Date", "X-Touchflow-Playbook", "To", "Subject")
+            )
+            + f"<td><a href='{html.escape(name)}'>open</a></td></tr>"
+            for _, name, h in entries
+        )
+        page = (
+            "<!doctype html><meta charset='utf-8'><title>Touchflow outbox</title>"
+            f"<h1>Outbox: {len(entries)} messages</h1><table border=1 cellpadding=4>"
+            "<tr><th>date</th><th>playbook</th><th>to</th><th>subject</th><th></th></tr>"
+            f"{rows}</table>"
+        )
+        index = self.directory / "index.html"
+        index.write_text(page, encoding="utf-8")
+        return index
 
 
 class NullChannel:

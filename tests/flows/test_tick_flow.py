@@ -68,6 +68,7 @@ def test_tick_flow_end_to_end(
     after_first = _counts(db)
     assert len(files) == after_first["emails_sent"] == sum(r["emails"] for r in first.values()) > 0
     assert after_first["tasks"] == sum(r["tasks"] for r in first.values())
+    assert (proj.settings.outbox_dir / "index.html").read_text(encoding="utf-8").count("<tr>") == len(files) + 1
     message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert message["X-Touchflow-Send-Key"] == files[0].stem
     with db.connect() as conn:
