@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.config import load_settings
+from engine.config import Settings, load_settings
 from engine.problems import ProblemsFound
+from engine.project import Project
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -56,6 +57,18 @@ def open_store(url: str) -> Engine:
         err.print(f"cannot open the store at {shown_url(url)}: {reason}", markup=False)
         raise typer.Exit(1) from None
     return engine
+
+
+def project_or_exit(settings: Settings) -> Project:
+    """The loaded project, or every problem as `file:line:col: error: …` and exit 1."""
+    from engine.project import load_project
+
+    try:
+        return load_project(settings)
+    except ProblemsFound as exc:
+        for problem in exc.problems:
+            err.print(problem.format(), markup=False)
+        raise typer.Exit(1) from None
 
 
 def parse_now(value: str | None) -> datetime:
@@ -147,16 +160,11 @@ def run(
     """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand)."""
     settings = load_settings()
     _prefect_environment(settings.project_dir)
-    from engine.project import load_project
 
     at = parse_now(now)
+    project = project_or_exit(settings)  # fail fast, with file:line:col, before Prefect starts
     try:
-        project = load_project(settings)  # fail fast, with file:line:col, before Prefect starts
         project.active(playbook)
-    except ProblemsFound as exc:
-        for problem in exc.problems:
-            err.print(problem.format(), markup=False)
-        raise typer.Exit(1) from None
     except KeyError as exc:
         err.print(f"error: {exc.args[0]}", markup=False)
         raise typer.Exit(2) from None
@@ -204,7 +212,6 @@ def simulate(
 
     The store is only read: enrollments, ledger, tasks, audit and condition state stay as they are.
     """
-    from engine.project import load_project
     from engine.simulate import SimulationError, parse_step
     from engine.simulate import simulate as run_simulation
     from engine.store.db import connect
@@ -216,12 +223,7 @@ def simulate(
         err.print(f"error: {message}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     settings = load_settings()
-    try:
-        project = load_project(settings)
-    except ProblemsFound as exc:
-        for problem in exc.problems:
-            err.print(problem.format(), markup=False)
-        raise typer.Exit(1) from None
+    project = project_or_exit(settings)
     source = connect(settings.database_url)
     try:
         report = run_simulation(source, project, begin, finish, every, playbook)
@@ -266,15 +268,9 @@ def preview(
 ) -> None:
     """Render every email step × locale of a playbook for sample contacts; nothing is sent."""
     from engine.preview import preview as render_previews
-    from engine.project import load_project
 
     settings = load_settings()
-    try:
-        project = load_project(settings)
-    except ProblemsFound as exc:
-        for problem in exc.problems:
-            err.print(problem.format(), markup=False)
-        raise typer.Exit(1) from None
+    project = project_or_exit(settings)
     compiled = project.by_id().get(playbook)
     if compiled is None:
         err.print(f"error: no playbook '{playbook}'", markup=False)
