@@ -15,7 +15,6 @@ import time
 import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +45,7 @@ from sendgrid.helpers.mail import (
 
 from tests.fakes.sendgrid_server import (
     SIGNATURE_HEADER,
+    SPEC_DIR,
     TIMESTAMP_HEADER,
     EventSigner,
     FakeSendGrid,
@@ -58,7 +58,7 @@ from tests.fakes.sendgrid_server import (
     verify,
 )
 
-SPECS = Path(__file__).resolve().parents[1] / ".." / "shared" / "vendor-specs"
+SPECS = SPEC_DIR  # the shared vendor specs beside the repository, or the fake's own copy
 KEY = "SG.test-key"
 
 

@@ -58,7 +58,11 @@ from referencing.jsonschema import DRAFT202012
 # --------------------------------------------------------------------------------------------------
 
 #: ``shared/`` sits beside the repository (``/work/main/../shared`` locally and in CI).
-SPEC_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "vendor-specs"
+_SHARED_SPECS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vendor-specs"
+# The shared vendor specs when they sit beside the repository, else the copy kept with the fake.
+SPEC_DIR = (
+    _SHARED_SPECS if (_SHARED_SPECS / "sendgrid-mail-v3.openapi.json").is_file() else Path(__file__).parent / "vendor"
+)
 MAIL_SPEC_FILE = "sendgrid-mail-v3.openapi.json"
 WEBHOOKS_SPEC_FILE = "sendgrid-webhooks-v3.openapi.json"
 
