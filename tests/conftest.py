@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,10 @@ def _pg_or_skip() -> str:
     pytest.skip("PostgreSQL: set TOUCHFLOW_TEST_PG_URL (bash .ci/run starts a server) to run")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty, migrated store: a SQLite file, or a fresh schema on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        engine = connect(url)
-        migrate(engine)
-        engine.dispose()
-        yield url
-        return
-    base = _pg_or_skip()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def migrated_pg_schema(base: str, prefix: str) -> Iterator[str]:
+    """A URL whose search_path is a new schema of `base`, migrated; dropped on exit."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = connect(base)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -55,6 +48,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty, migrated store: a SQLite file, or a fresh schema on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        engine = connect(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
+    with migrated_pg_schema(_pg_or_skip(), "t") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ PostgreSQL schema instead of running the migrations for every test.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from sqlalchemy import text
 
 from engine.store.db import connect, migrate
 from engine.store.models import Base
-from tests.conftest import _pg_or_skip
+from tests.conftest import _pg_or_skip, migrated_pg_schema
 
 
 @pytest.fixture(scope="session")
@@ -31,22 +30,8 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def _pg_schema_url() -> Iterator[str]:
-    base = _pg_or_skip()
-    schema = f"tj_{uuid.uuid4().hex[:12]}"
-    admin = connect(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-    engine = connect(url)
-    migrate(engine)
-    engine.dispose()
-    try:
+    with migrated_pg_schema(_pg_or_skip(), "tj") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
