@@ -83,13 +83,19 @@ def deliver_batch(
     now: datetime,
     run_id: str,
     post: Callable[..., int] = post_json,
-    policy: SendPolicy = SendPolicy(),
+    policy: SendPolicy | None = None,
 ) -> DispatchResult:
     """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks."""
     with engine.connect() as conn:
-        result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, policy, conn.commit)
+        how = policy or SendPolicy(team_sender=team_sender(project))
+        result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit)
         conn.commit()
         return result
+
+
+def team_sender(project: Project) -> tuple[str, str]:
+    """The project's team sender (name, address), from `touchflow.yaml`."""
+    return project.delivery.team_sender.name, project.delivery.team_sender.email
 
 
 def reconcile_pending(engine: Engine, project: Project, now: datetime, run_id: str) -> ReconcileResult:
@@ -124,7 +130,17 @@ def dry_run(
             while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids):
                 merge(
                     summaries,
-                    deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, no_post),
+                    deliver(
+                        conn,
+                        ids,
+                        project.by_id(),
+                        channel,
+                        project.renderer,
+                        now,
+                        run_id,
+                        no_post,
+                        SendPolicy(team_sender=team_sender(project)),
+                    ),
                 )
         finally:
             trans.rollback()

@@ -194,3 +194,17 @@ def test_suppressed_addresses_are_never_emailed(db: Engine, db_url: str, tmp_pat
     assert [m["To"].addresses[0].addr_spec for m in outbox(proj)] == [f"person{kept}@acme.example"]
     (skipped,) = audit(db, decision="skipped")
     assert skipped.reason == "suppressed_unsubscribed" and "suppression list" in skipped.detail
+
+
+def test_the_team_sender_comes_from_touchflow_yaml(db: Engine, db_url: str, tmp_path: Path) -> None:
+    store = Store(db, NOW)
+    acc = store.account(renewal_date=(NOW + timedelta(days=90)).date())  # no CSM: `from: csm` falls back
+    store.contact(acc, "admin")
+    proj = project(tmp_path, db_url)
+    (proj.settings.project_dir / "touchflow.yaml").write_text(
+        "team_sender: {name: Hanbit Success, email: success@hanbit.example}\n", encoding="utf-8"
+    )
+    proj = project(tmp_path, db_url)
+    run_tick(db, proj, NOW)
+    (sent,) = outbox(proj)
+    assert str(sent["From"]) == "Hanbit Success <success@hanbit.example>"

@@ -90,6 +90,7 @@ class _Context:
     accounts: dict[int, dict[str, Any]]
     contacts: dict[int, dict[str, Any]]
     csms: dict[int, dict[str, Any]]
+    team: tuple[str, str] = TEAM_SENDER
 
 
 @dataclass
@@ -112,6 +113,8 @@ class SendPolicy:
     attempts: int = 1
     concurrency: int = 1
     sleep: Callable[[float], None] = time.sleep
+    team_sender: tuple[str, str] = TEAM_SENDER
+    """(name, address) of `from: team`, and of accounts without a CSM (`touchflow.yaml`)."""
 
 
 MAX_DISPATCHES = 5
@@ -139,7 +142,7 @@ def deliver(
     """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
-    ctx = _load_context(conn, rows)
+    ctx = _load_context(conn, rows, policy.team_sender)
     outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]] = []
 
     def write(outcome: _Outcome) -> None:
@@ -318,14 +321,14 @@ def _write(conn: Connection, outcome: _Outcome, now: datetime, result: DispatchR
         result.failed[row.playbook_id] += 1
 
 
-def _load_context(conn: Connection, rows: Sequence[Row[Any]]) -> _Context:
+def _load_context(conn: Connection, rows: Sequence[Row[Any]], team: tuple[str, str]) -> _Context:
     account_ids = sorted({r.account_id for r in rows})
     contact_ids = sorted({r.contact_id for r in rows if r.contact_id is not None})
     accs = {r.id: dict(r._mapping) for r in conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))}
     cons = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))}
     csm_ids = sorted({a["csm_id"] for a in accs.values() if a["csm_id"] is not None})
     people = {r.id: dict(r._mapping) for r in conn.execute(select(csms).where(csms.c.id.in_(csm_ids)))}
-    return _Context(accs, cons, people)
+    return _Context(accs, cons, people, team)
 
 
 def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) -> dict[str, Any]:
@@ -334,7 +337,8 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
         raise RenderError(f"account {row.account_id} no longer exists")
     contact = ctx.contacts.get(row.contact_id) if row.contact_id is not None else None
     csm = ctx.csms.get(account["csm_id"]) if account["csm_id"] is not None else None
-    return template_context(account, contact, csm, row.payload.get("from", "team"), playbook, row.step_id, row.send_key)
+    sender_kind = row.payload.get("from", "team")
+    return template_context(account, contact, csm, sender_kind, playbook, row.step_id, row.send_key, ctx.team)
 
 
 def template_context(
@@ -345,18 +349,19 @@ def template_context(
     playbook: CompiledPlaybook,
     step_id: str,
     send_key: str,
+    team: tuple[str, str] = TEAM_SENDER,
 ) -> dict[str, Any]:
     """The variables every template sees (see `engine.render.CONTEXT_NAMES`)."""
     sender = (
         {"name": csm["name"], "email": csm["email"]}
         if sender_kind == "csm" and csm
-        else dict(zip(("name", "email"), TEAM_SENDER, strict=True))
+        else dict(zip(("name", "email"), team, strict=True))
     )
     public = os.environ.get("TOUCHFLOW_PUBLIC_URL", "https://app.touchflow.example").rstrip("/")
     return {
         "account": account,
         "contact": contact or {},
-        "csm": csm or {"name": "Customer Success team", "email": TEAM_SENDER[1]},
+        "csm": csm or {"name": "Customer Success team", "email": team[1]},
         "sender": sender,
         "playbook": {"id": playbook.id, "name": playbook.spec.name},
         "step": {"id": step_id},

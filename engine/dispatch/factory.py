@@ -17,14 +17,15 @@ class ChannelConfigError(Exception):
 
 
 def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailChannel, SendPolicy]:
-    """The channel, and how hard to try within one dispatch."""
+    """The channel, and how to send within one dispatch (tries, concurrency, the team sender)."""
+    team = (delivery.team_sender.name, delivery.team_sender.email)
     if delivery.channel == "sendgrid":
         sg = delivery.sendgrid
         key = os.environ.get(sg.api_key_env, "")
         if not key:
             raise ChannelConfigError(f"channel is sendgrid but the environment variable {sg.api_key_env} is not set")
         channel = SendGridChannel(key, sg.host, sg.timeout.total_seconds(), sg.sandbox, sg.unsubscribe_group)
-        return channel, SendPolicy(attempts=sg.attempts, concurrency=sg.concurrency)
+        return channel, SendPolicy(attempts=sg.attempts, concurrency=sg.concurrency, team_sender=team)
     if delivery.channel == "smtp":
         smtp = delivery.smtp
         user = os.environ.get(smtp.username_env, "") if smtp.username_env else None
@@ -32,5 +33,5 @@ def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailCha
         if smtp.username_env and not user:
             raise ChannelConfigError(f"channel is smtp but the environment variable {smtp.username_env} is not set")
         smtp_channel = SmtpChannel(smtp.host, smtp.port, smtp.timeout.total_seconds(), smtp.starttls, user, password)
-        return smtp_channel, SendPolicy(attempts=smtp.attempts, concurrency=smtp.concurrency)
-    return OutboxChannel(outbox_dir), SendPolicy()
+        return smtp_channel, SendPolicy(attempts=smtp.attempts, concurrency=smtp.concurrency, team_sender=team)
+    return OutboxChannel(outbox_dir), SendPolicy(team_sender=team)
