@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from select import select as readable
 from typing import Any
@@ -31,12 +31,12 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 from typer.testing import CliRunner
 
+from engine.bench.dispatch import build_store as bench_store
 from engine.cli.main import app
 from engine.dispatch.deliver import MAX_DISPATCHES
 from engine.dispatch.reconcile import reconcile
 from engine.project import Project
-from engine.store.bulk import bulk_insert
-from engine.store.models import accounts, audit_log, contacts, ledger, message_events
+from engine.store.models import audit_log, ledger, message_events
 from engine.tick import evaluate_and_advance
 from tests.conftest import REPO
 from tests.factories import project
@@ -66,32 +66,7 @@ TEMPLATE = """{% extends "_layout.html" %}{% block subject %}Welcome, {{ account
 
 def build_store(engine: Engine, n_accounts: int) -> None:
     """`n_accounts` accounts whose contract started yesterday, each with an admin and a champion."""
-    start = (NOW - timedelta(days=1)).date()
-    renewal = date(start.year + 1, start.month, start.day)
-    account_rows: list[tuple[Any, ...]] = [
-        (i, f"Account {i}", "tech_touch", "starter", 9000.0, 10, "onboarding", start, renewal, None, "active",
-         "Europe/London", "en", {})
-        for i in range(1, n_accounts + 1)
-    ]  # fmt: skip
-    contact_rows: list[tuple[Any, ...]] = [
-        (2 * i - 1 + k, i, f"person{2 * i - 1 + k}@acme.example", f"Person {2 * i - 1 + k}", role, None, None, {})
-        for i in range(1, n_accounts + 1)
-        for k, role in enumerate(("admin", "champion"))
-    ]
-    with engine.begin() as conn:
-        bulk_insert(
-            conn,
-            accounts,
-            ["id", "name", "tier", "plan", "arr", "seats_purchased", "lifecycle_stage", "contract_start",
-             "renewal_date", "csm_id", "status", "timezone", "locale", "traits"],
-            account_rows,
-        )  # fmt: skip
-        bulk_insert(
-            conn,
-            contacts,
-            ["id", "account_id", "email", "name", "role", "timezone", "locale", "traits"],
-            contact_rows,
-        )
+    bench_store(engine, 2 * n_accounts)
 
 
 def fault_for(n: int, _request: RecordedRequest) -> Fault | None:

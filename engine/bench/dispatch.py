@@ -54,45 +54,8 @@ id: {PLAYBOOK_ID}
 name: Dispatch benchmark
 trigger: {{date: contract_start, offset: 1d}}
 steps:
-  - email: {{to: {{role: [admin, champion]}}, template: bench/welcome}}
+  - email: {{to: {{role: [admin, champion]}}, template: welcome/hello}}
 """
-LAYOUT = """<!doctype html>
-<html lang="{{ contact.locale or account.locale }}">
-<head><meta charset="utf-8"><title>{% block subject %}{% endblock %}</title></head>
-<body style="margin:0;padding:0;background:#f4f5f7;font-family:Helvetica,Arial,sans-serif;color:#1f2933;">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" style="background:#f4f5f7;">
-<tr><td align="center" style="padding:24px 12px;">
-<table role="presentation" width="600" cellpadding="0" cellspacing="0" style="background:#ffffff;">
-<tr><td style="padding:20px 32px;font-weight:bold;font-size:18px;">Touchflow Cloud</td></tr>
-<tr><td style="padding:24px 32px;font-size:15px;line-height:1.6;">
-{% block content %}{% endblock %}
-<p>{{ sender.name }}<br>{{ sender.email }}</p>
-</td></tr>
-<tr><td style="padding:16px 32px;font-size:12px;color:#7b8794;">
-You receive this email as a contact of {{ account.name }}. <a href="{{ unsubscribe_url }}">Unsubscribe</a>
-</td></tr>
-</table>
-</td></tr>
-</table>
-</body>
-</html>
-"""
-TEMPLATE = """{% extends "bench/_layout.html" %}
-{% block subject %}Welcome to Touchflow Cloud, {{ account.name }}{% endblock %}
-{% block content %}
-<p>Hi {{ contact.name }},</p>
-<p>Welcome aboard. Your {{ account.plan }} subscription started on {{ account.contract_start.isoformat() }}, and
-the first 90 days decide how much value you get from it, so here is the plan:</p>
-<ol>
-<li>Week 1: connect your data source and invite your team</li>
-<li>Weeks 2-4: set up the dashboards your team reviews every week</li>
-<li>By week 8: go live, with a first review of the outcomes you bought it for</li>
-</ol>
-<p><a href="https://app.touchflow.example/onboarding?account={{ account.id }}">Open your onboarding checklist</a></p>
-{% endblock %}
-"""
-
-
 WARM_UP_BODY: dict[str, Any] = {
     "personalizations": [{"to": [{"email": "warm-up@example.com"}]}],
     "from": {"email": "success@touchflow.example"},
@@ -223,14 +186,11 @@ def server_stats(url: str) -> dict[str, Any]:
 # --- the store --------------------------------------------------------------------------------
 
 
-def write_project(root: Path, database_url: str) -> Project:
-    """A project with one one-step email playbook and its template, compiled."""
+def write_project(root: Path, database_url: str, templates_dir: Path) -> Project:
+    """A project with one one-step email playbook, rendering the real project's templates."""
     (root / "playbooks").mkdir(parents=True, exist_ok=True)
     (root / "playbooks" / f"{PLAYBOOK_ID}.yaml").write_text(PLAYBOOK, encoding="utf-8")
-    templates = root / "templates" / "email" / "bench"
-    templates.mkdir(parents=True, exist_ok=True)
-    (templates / "_layout.html").write_text(LAYOUT, encoding="utf-8")
-    (templates / "welcome.en.html").write_text(TEMPLATE, encoding="utf-8")
+    shutil.copytree(templates_dir, root / "templates" / "email", dirs_exist_ok=True)
     return load_project(Settings(project_dir=root, database_url=database_url, outbox_dir=root / "outbox"))
 
 
@@ -306,7 +266,7 @@ def time_engine(engine: Engine, project: Project, channel: SendGridChannel, conc
     return time.perf_counter() - started
 
 
-def run(messages: int, concurrency: int, workdir: Path | None = None) -> DispatchBench:
+def run(messages: int, concurrency: int, templates_dir: Path, workdir: Path | None = None) -> DispatchBench:
     """Build the scratch store, then time the engine, then the floor with the bodies the engine sent."""
     if messages < 1 or concurrency < 1:
         raise ValueError("messages and concurrency must be positive")
@@ -316,7 +276,7 @@ def run(messages: int, concurrency: int, workdir: Path | None = None) -> Dispatc
         engine = connect(url)
         started = time.perf_counter()
         migrate(engine)
-        project = write_project(root / "project", url)
+        project = write_project(root / "project", url, templates_dir)
         build_store(engine, messages)
         evaluate_and_advance(engine, project, PLAYBOOK_ID, NOW, "bench-plan", "sendgrid")
         build_s = time.perf_counter() - started

@@ -359,7 +359,7 @@ def bench_dispatch(
     """Send N messages through the SendGrid channel to a local server, against the bare client; print JSON."""
     from engine.bench.dispatch import run as run_dispatch
 
-    result = run_dispatch(messages, concurrency)
+    result = run_dispatch(messages, concurrency, load_settings().templates_dir)
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")
 
 
