@@ -53,7 +53,7 @@ from engine.spec.base import format_duration, parse_duration
 from engine.store.bulk import bulk_insert, deferred_indexes
 from engine.store.db import connect, migrate
 from engine.store.models import accounts, contacts, csms, enrollments, events, ledger, tasks
-from engine.tick import DISPATCH_BATCH, claim_batch, deliver_batch, evaluate_and_advance
+from engine.tick import run_stages
 
 MIN_STEP = timedelta(hours=1)
 """The shortest time between two simulated ticks."""
@@ -255,10 +255,7 @@ def _tuples(rows: Any) -> Iterator[tuple[Any, ...]]:
 def _tick(scratch: Engine, project: Project, playbook_ids: Sequence[str], now: datetime) -> None:
     """The stages of one tick at `now`, on the scratch database."""
     run_id = f"simulate-{now.isoformat(timespec='minutes')}"
-    for pid in playbook_ids:
-        evaluate_and_advance(scratch, project, pid, now, run_id, NullChannel.name)
-    while ids := claim_batch(scratch, now, DISPATCH_BATCH, list(playbook_ids)):
-        deliver_batch(scratch, project, ids, NullChannel(), now, run_id, no_post)
+    run_stages(scratch, project, list(playbook_ids), now, run_id, NullChannel(), post=no_post)
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -104,6 +104,25 @@ def reconcile_pending(engine: Engine, project: Project, now: datetime, run_id: s
         return reconcile(conn, now, project.delivery.reconcile_after, run_id)
 
 
+def run_stages(
+    engine: Engine,
+    project: Project,
+    playbook_ids: list[str],
+    now: datetime,
+    run_id: str,
+    channel: EmailChannel,
+    policy: SendPolicy | None = None,
+    post: Callable[..., int] = post_json,
+) -> dict[str, PlaybookSummary]:
+    """One tick's stages in this process, in the order the flow runs them as Prefect tasks:
+    evaluate and advance each playbook, then claim and deliver their planned rows in batches.
+    For simulations and tests; the flow itself adds reconciliation and runs each stage as a task."""
+    summaries = {pid: evaluate_and_advance(engine, project, pid, now, run_id, channel.name) for pid in playbook_ids}
+    while ids := claim_batch(engine, now, playbook_ids=playbook_ids):
+        merge(summaries, deliver_batch(engine, project, ids, channel, now, run_id, post, policy))
+    return summaries
+
+
 def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None:
     """Add a dispatch batch's counts to the per-playbook summaries."""
     for pid, n in result.emails.items():

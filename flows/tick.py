@@ -74,7 +74,9 @@ def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dic
 @flow(name="touchflow-tick")
 def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | None = None) -> list[dict[str, Any]]:
     """One tick at `now` (default: the current time, UTC) over every active playbook."""
-    at = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) if (now is None or now.tzinfo) else now
+    at = now or datetime.now(UTC)
+    if at.tzinfo is not None:  # the engine works in naive UTC
+        at = at.astimezone(UTC).replace(tzinfo=None)
     _, project = _runtime(refresh=True)
     ids = [p.id for p in project.active(playbook)]
     run_id = str(flow_run.get_id() or uuid.uuid4())

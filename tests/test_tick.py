@@ -21,11 +21,8 @@ NOW = datetime(2026, 11, 23, 9, 0)
 
 def run_tick(engine: Engine, proj: Project, now: datetime, run_id: str = "run") -> dict[str, tick.PlaybookSummary]:
     """What the flow does, without Prefect: evaluate and advance each playbook, then dispatch."""
-    summaries = {p.id: tick.evaluate_and_advance(engine, proj, p.id, now, run_id, "outbox") for p in proj.active()}
-    channel = OutboxChannel(proj.settings.outbox_dir)
-    while ids := tick.claim_batch(engine, now):
-        tick.merge(summaries, tick.deliver_batch(engine, proj, ids, channel, now, run_id))
-    return summaries
+    active = [p.id for p in proj.active()]
+    return tick.run_stages(engine, proj, active, now, run_id, OutboxChannel(proj.settings.outbox_dir))
 
 
 def outbox(proj: Project) -> list[email.message.EmailMessage]:

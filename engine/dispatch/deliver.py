@@ -23,13 +23,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
+from engine.delivery_config import Sender
 from engine.dispatch.channels import EmailChannel, OutgoingEmail, SendError
 from engine.dispatch.webhook import WebhookError, post_json
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
 from engine.spec.steps import TaskAction, WebhookAction
 from engine.store.models import accounts, contacts, csms, ledger, tasks
 
-TEAM_SENDER = ("Touchflow Customer Success", "success@touchflow.example")
+TEAM_SENDER = (Sender().name, Sender().email)
+"""The team sender when no `touchflow.yaml` says otherwise (its defaults)."""
 
 
 @dataclass

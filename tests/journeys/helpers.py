@@ -38,11 +38,7 @@ def run_tick(engine: Engine, proj: Project, now: datetime, run_id: str = "tick")
     """What the flow does, without Prefect: evaluate and advance each active playbook, then dispatch
     the planned rows of those playbooks."""
     active = [p.id for p in proj.active()]
-    summaries = {pid: tick.evaluate_and_advance(engine, proj, pid, now, run_id, "outbox") for pid in active}
-    channel = OutboxChannel(proj.settings.outbox_dir)
-    while ids := tick.claim_batch(engine, now, playbook_ids=active):
-        tick.merge(summaries, tick.deliver_batch(engine, proj, ids, channel, now, run_id))
-    return summaries
+    return tick.run_stages(engine, proj, active, now, run_id, OutboxChannel(proj.settings.outbox_dir))
 
 
 def _rows(engine: Engine, table: Any, where: dict[str, Any]) -> list[Row[Any]]:
