@@ -6,6 +6,7 @@ channel: outbox            # outbox | sendgrid | smtp
 team_sender: {name: Touchflow Customer Success, email: success@touchflow.example}
 sendgrid:
   api_key_env: SENDGRID_API_KEY   # the key itself never lives in a file
+  api_key_block: sendgrid-api-key # else a Prefect Secret block of this name
   host: https://api.sendgrid.com  # the EU region and tests use other hosts
   sandbox: false
   timeout: 10s
@@ -48,6 +49,8 @@ class SendGridSettings(SpecModel):
 
     api_key_env: str = Field(default="SENDGRID_API_KEY", pattern=r"^[A-Z][A-Z0-9_]*$")
     """The environment variable holding the API key."""
+    api_key_block: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """A Prefect Secret block holding the API key, used when the environment variable is unset."""
     host: str = Field(default="https://api.sendgrid.com", pattern=r"^https?://")
     """The API host (the EU region uses https://api.eu.sendgrid.com)."""
     sandbox: bool = False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
 from engine.delivery_config import DeliverySettings, load_delivery
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
+from engine.unsubscribe import UnsubscribeLinks, load_links
 from engine.validate import validate_paths
 from engine.versions import VersionStore
 
@@ -32,6 +34,11 @@ class Project:
                 raise KeyError(f"no playbook '{only}' (known: {known})")
             return chosen
         return [p for p in self.playbooks if p.spec.status == "active"]
+
+    @cached_property
+    def links(self) -> UnsubscribeLinks:
+        """Signs this project's unsubscribe links (see engine/unsubscribe.py)."""
+        return load_links(self.settings.project_dir)
 
     def by_id(self) -> dict[str, CompiledPlaybook]:
         return {p.id: p for p in self.playbooks}

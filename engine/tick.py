@@ -8,7 +8,7 @@ on one connection and rolls back, so it writes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -88,6 +88,8 @@ def deliver_batch(
     """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks."""
     with engine.connect() as conn:
         how = policy or SendPolicy(team_sender=team_sender(project))
+        if how.links is None:
+            how = replace(how, links=project.links)
         result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit)
         conn.commit()
         return result
@@ -158,7 +160,7 @@ def dry_run(
                         now,
                         run_id,
                         no_post,
-                        SendPolicy(team_sender=team_sender(project)),
+                        SendPolicy(team_sender=team_sender(project), links=project.links),
                     ),
                 )
         finally:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import Engine, insert, select
@@ -93,6 +94,11 @@ def test_sends_through_sendgrid_with_the_send_key(
         assert body["personalizations"][0]["custom_args"]["send_key"] == row.send_key
         assert body["categories"] == ["hello"]
         assert body["mail_settings"]["sandbox_mode"]["enable"] is True
+        # One-click unsubscribe (RFC 8058) with the project's signed link.
+        link = body["headers"]["List-Unsubscribe"].strip("<>")
+        assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        args = parse_qs(urlsplit(link).query)
+        assert args["k"] == [row.send_key] and proj.links.valid(row.send_key, args["t"][0])
     assert fake.rejected == []  # every body valid against SendGrid's schema
     assert fake.duplicates_by("send_key") == []
 

@@ -32,6 +32,14 @@ class OutgoingEmail:
     step_id: str
     at: datetime
     variant: str | None = None
+    unsubscribe_url: str | None = None
+    """The signed link; also sent as List-Unsubscribe with one-click (RFC 8058)."""
+
+    def list_unsubscribe_headers(self) -> dict[str, str]:
+        """List-Unsubscribe headers: mail clients show an unsubscribe button and may POST to it."""
+        if not self.unsubscribe_url:
+            return {}
+        return {"List-Unsubscribe": f"<{self.unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
     def to_mime(self) -> EmailMessage:
         """A multipart/alternative message (text, then HTML) with Touchflow's tracing headers."""
@@ -44,6 +52,8 @@ class OutgoingEmail:
         msg["X-Touchflow-Send-Key"] = self.send_key
         msg["X-Touchflow-Playbook"] = self.playbook_id
         msg["X-Touchflow-Step"] = self.step_id
+        for name, value in self.list_unsubscribe_headers().items():
+            msg[name] = value
         msg.set_content(self.rendered.text)
         msg.add_alternative(self.rendered.html, subtype="html")
         return msg

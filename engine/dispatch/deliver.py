@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.addresses import email_problem
@@ -29,6 +29,7 @@ from engine.dispatch.webhook import WebhookError, post_json
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
 from engine.spec.steps import TaskAction, WebhookAction
 from engine.store.models import accounts, contacts, csms, ledger, tasks
+from engine.unsubscribe import UnsubscribeLinks, load_links
 
 TEAM_SENDER = (Sender().name, Sender().email)
 """The team sender when no `touchflow.yaml` says otherwise (its defaults)."""
@@ -93,6 +94,7 @@ class _Context:
     contacts: dict[int, dict[str, Any]]
     csms: dict[int, dict[str, Any]]
     team: tuple[str, str] = TEAM_SENDER
+    links: UnsubscribeLinks | None = None
 
 
 @dataclass
@@ -117,6 +119,8 @@ class SendPolicy:
     sleep: Callable[[float], None] = time.sleep
     team_sender: tuple[str, str] = TEAM_SENDER
     """(name, address) of `from: team`, and of accounts without a CSM (`touchflow.yaml`)."""
+    links: UnsubscribeLinks | None = None
+    """Signs unsubscribe links (the project's secret); None: a secret for this process only."""
 
 
 MAX_DISPATCHES = 5
@@ -137,21 +141,58 @@ def deliver(
 ) -> DispatchResult:
     """Render and deliver claimed rows; record each outcome and its audit row.
 
-    With `commit`, every outcome is committed as soon as it is known, so a crash strands at most
-    the messages in flight (left `sending`, reconciled later, never resent blindly). Without it,
-    the caller owns the transaction (dry runs roll back). One row's failure — a template, an
-    address, a provider error — fails that row with its reason; the rest of the batch goes on.
+    Rows go through in windows of `2 × concurrency`: a window is rendered, marked `sending`
+    (committed) and handed to the sending threads; while it is in flight the next window renders
+    and the outcomes of the one before are written, a window per statement. So a crash strands at
+    most two windows (left `sending`, reconciled later, never resent blindly), and the threads
+    never wait on rendering or on the database.
+
+    With `commit`, outcomes are committed as soon as their window is written; without it the
+    caller owns the transaction (dry runs roll back). One row's failure — a template, an address,
+    a provider error — fails that row with its reason; the rest of the batch goes on.
     """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
-    ctx = _load_context(conn, rows, policy.team_sender)
+    ctx = _load_context(conn, rows, policy.team_sender, policy.links)
+
+    def settle(outcomes: Sequence[_Outcome]) -> None:
+        if outcomes:
+            _write_all(conn, outcomes, now, result)
+            if commit is not None:
+                commit()
+
+    window = max(1, policy.concurrency) * 2
+    with _Sender(channel, policy, now) as sender:
+        for start in range(0, len(rows), window):
+            part = rows[start : start + window]
+            done, outgoing = _prepare(conn, part, playbooks, ctx, renderer, now, run_id, post, commit)
+            settle(done)
+            if outgoing:
+                _mark_sending(conn, [row.id for row, _, _ in outgoing], now)
+                if commit is not None:
+                    commit()
+                sender.submit(outgoing)
+            while sender.in_flight > 1:  # keep one window sending while the next one renders
+                settle(sender.collect_oldest())
+        while sender.in_flight:
+            settle(sender.collect_oldest())
+    return result
+
+
+def _prepare(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    playbooks: dict[str, CompiledPlaybook],
+    ctx: _Context,
+    renderer: EmailRenderer,
+    now: datetime,
+    run_id: str,
+    post: Callable[..., int],
+    commit: Callable[[], None] | None,
+) -> tuple[list[_Outcome], list[tuple[Row[Any], dict[str, Any], OutgoingEmail]]]:
+    """Settle what needs no provider (tasks, webhooks, render failures); build the emails."""
+    done: list[_Outcome] = []
     outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]] = []
-
-    def write(outcome: _Outcome) -> None:
-        _write(conn, outcome, now, result)
-        if commit is not None:
-            commit()
-
     for row in rows:
         base = _audit_base(row, now, run_id)
         playbook = playbooks.get(row.playbook_id)
@@ -159,7 +200,7 @@ def deliver(
             if playbook is None:
                 raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
             if row.kind == "task":
-                write(_task_outcome(row, playbook, ctx, now, base))
+                done.append(_task_outcome(row, playbook, ctx, now, base))
             elif row.kind == "webhook":
                 _mark_sending(conn, [row.id], now)  # the POST may land even if we die now
                 if commit is not None:
@@ -171,30 +212,16 @@ def deliver(
                     reason=Reason.WEBHOOK_DELIVERED,
                     detail=f"POST to {where}: HTTP {status}",
                 )
-                write(_Outcome(row, "sent", audit, provider_id=f"http:{status}"))
+                done.append(_Outcome(row, "sent", audit, provider_id=f"http:{status}"))
             else:
                 outgoing.append((row, base, _build_email(row, playbook, ctx, renderer, now)))
         except RenderError as exc:
-            write(_failed(row, base, Reason.RENDER_FAILED, str(exc)))
+            done.append(_failed(row, base, Reason.RENDER_FAILED, str(exc)))
         except WebhookError as exc:
-            write(_failed(row, base, Reason.WEBHOOK_FAILED, str(exc)))
+            done.append(_failed(row, base, Reason.WEBHOOK_FAILED, str(exc)))
         except Exception as exc:
-            write(_failed(row, base, Reason.CHANNEL_ERROR, f"{type(exc).__name__}: {exc}"))
-    # A few at a time: mark them `sending` (committed) just before their requests, so a crash
-    # leaves at most one chunk ambiguous; the rest of the claim is still untouched.
-    chunk = max(1, policy.concurrency)
-    for start in range(0, len(outgoing), chunk):
-        part = outgoing[start : start + chunk]
-        _mark_sending(conn, [row.id for row, _, _ in part], now)
-        if commit is not None:
-            commit()
-        # The chunk's outcomes are committed together: until then its rows stay `sending`, which
-        # is what they are (a crash here leaves them to reconciliation, like any send in flight).
-        for outcome in _send_all(channel, part, policy, now):
-            _write(conn, outcome, now, result)
-        if commit is not None:
-            commit()
-    return result
+            done.append(_failed(row, base, Reason.CHANNEL_ERROR, f"{type(exc).__name__}: {exc}"))
+    return done, outgoing
 
 
 def _mark_sending(conn: Connection, ids: list[int], now: datetime) -> None:
@@ -205,21 +232,40 @@ def _mark_sending(conn: Connection, ids: list[int], now: datetime) -> None:
     )
 
 
-def _send_all(
-    channel: EmailChannel,
-    outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]],
-    policy: SendPolicy,
-    now: datetime,
-) -> Iterator[_Outcome]:
-    """Send every email — `policy.concurrency` requests in flight — yielding outcomes as they come."""
-    if policy.concurrency <= 1 or len(outgoing) <= 1:
-        for row, base, email in outgoing:
-            yield _send_one(channel, row, base, email, policy, now)
-        return
-    with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="touchflow-send") as pool:
-        futures = [pool.submit(_send_one, channel, row, base, email, policy, now) for row, base, email in outgoing]
-        for future in as_completed(futures):
-            yield future.result()
+class _Sender:
+    """Windows of emails in flight on `policy.concurrency` threads (or inline, for one)."""
+
+    def __init__(self, channel: EmailChannel, policy: SendPolicy, now: datetime) -> None:
+        self.channel, self.policy, self.now = channel, policy, now
+        self._windows: deque[list[Future[_Outcome]] | list[_Outcome]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        if policy.concurrency > 1:
+            self._pool = ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="touchflow-send")
+
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    @property
+    def in_flight(self) -> int:
+        """Windows handed over and not yet collected."""
+        return len(self._windows)
+
+    def submit(self, outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]]) -> None:
+        """Start sending a window (inline without a pool: done when this returns)."""
+        args = [(self.channel, row, base, email, self.policy, self.now) for row, base, email in outgoing]
+        if self._pool is None:
+            self._windows.append([_send_one(*a) for a in args])
+        else:
+            self._windows.append([self._pool.submit(_send_one, *a) for a in args])
+
+    def collect_oldest(self) -> list[_Outcome]:
+        """Wait for the oldest window's outcomes."""
+        window = self._windows.popleft()
+        return [item.result() if isinstance(item, Future) else item for item in window]
 
 
 def _send_one(
@@ -302,35 +348,61 @@ def _failed(row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -
     return _Outcome(row, "failed", audit, error=message)
 
 
-def _write(conn: Connection, outcome: _Outcome, now: datetime, result: DispatchResult) -> None:
-    row = outcome.row
-    if outcome.task is not None:
+def _write_all(conn: Connection, outcomes: Sequence[_Outcome], now: datetime, result: DispatchResult) -> None:
+    """Write a window of outcomes: ledger rows (one executemany), tasks, and their audit rows."""
+    new_tasks = [o.task for o in outcomes if o.task is not None]
+    if new_tasks:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), [outcome.task])
-    values: dict[str, Any] = {"status": outcome.status, "error": outcome.error, "updated_at": now}
-    if outcome.provider_id is not None:
-        values["provider_message_id"] = outcome.provider_id
-    if outcome.status == "planned":
-        values.update(attempts=row.attempts + 1, not_before=outcome.not_before)
-    # Guarded: a reconciliation that already settled the row wins.
-    in_hand = ledger.c.status.in_(["claimed", "sending"])
-    conn.execute(update(ledger).where(ledger.c.id == row.id, in_hand).values(**values))
-    record(conn, [outcome.audit])
-    if outcome.status == "sent":
-        counter = {"task": result.tasks, "webhook": result.webhooks}.get(row.kind, result.emails)
-        counter[row.playbook_id] += 1
-    elif outcome.status == "failed":
-        result.failed[row.playbook_id] += 1
+        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), new_tasks)
+    params = []
+    for o in outcomes:
+        row = o.row
+        retry = o.status == "planned"
+        params.append(
+            {
+                "row_id": row.id,
+                "new_status": o.status,
+                "new_error": o.error,
+                "new_provider_id": o.provider_id if o.provider_id is not None else row.provider_message_id,
+                "new_attempts": row.attempts + 1 if retry else row.attempts,
+                "new_not_before": o.not_before if retry else row.not_before,
+            }
+        )
+    # Guarded: a reconciliation that already settled the row wins. (No IN: executemany refuses
+    # expanding parameters.)
+    in_hand = or_(ledger.c.status == "claimed", ledger.c.status == "sending")
+    stmt = (
+        update(ledger)
+        .where(ledger.c.id == bindparam("row_id"), in_hand)
+        .values(
+            status=bindparam("new_status"),
+            error=bindparam("new_error"),
+            provider_message_id=bindparam("new_provider_id"),
+            attempts=bindparam("new_attempts"),
+            not_before=bindparam("new_not_before"),
+            updated_at=now,
+        )
+    )
+    conn.execute(stmt, params)
+    record(conn, [o.audit for o in outcomes])
+    for o in outcomes:
+        if o.status == "sent":
+            counter = {"task": result.tasks, "webhook": result.webhooks}.get(o.row.kind, result.emails)
+            counter[o.row.playbook_id] += 1
+        elif o.status == "failed":
+            result.failed[o.row.playbook_id] += 1
 
 
-def _load_context(conn: Connection, rows: Sequence[Row[Any]], team: tuple[str, str]) -> _Context:
+def _load_context(
+    conn: Connection, rows: Sequence[Row[Any]], team: tuple[str, str], links: UnsubscribeLinks | None
+) -> _Context:
     account_ids = sorted({r.account_id for r in rows})
     contact_ids = sorted({r.contact_id for r in rows if r.contact_id is not None})
     accs = {r.id: dict(r._mapping) for r in conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))}
     cons = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))}
     csm_ids = sorted({a["csm_id"] for a in accs.values() if a["csm_id"] is not None})
     people = {r.id: dict(r._mapping) for r in conn.execute(select(csms).where(csms.c.id.in_(csm_ids)))}
-    return _Context(accs, cons, people, team)
+    return _Context(accs, cons, people, team, links)
 
 
 def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) -> dict[str, Any]:
@@ -340,7 +412,9 @@ def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) 
     contact = ctx.contacts.get(row.contact_id) if row.contact_id is not None else None
     csm = ctx.csms.get(account["csm_id"]) if account["csm_id"] is not None else None
     sender_kind = row.payload.get("from", "team")
-    return template_context(account, contact, csm, sender_kind, playbook, row.step_id, row.send_key, ctx.team)
+    return template_context(
+        account, contact, csm, sender_kind, playbook, row.step_id, row.send_key, ctx.team, ctx.links
+    )
 
 
 def template_context(
@@ -352,6 +426,7 @@ def template_context(
     step_id: str,
     send_key: str,
     team: tuple[str, str] = TEAM_SENDER,
+    links: UnsubscribeLinks | None = None,
 ) -> dict[str, Any]:
     """The variables every template sees (see `engine.render.CONTEXT_NAMES`)."""
     sender = (
@@ -359,7 +434,7 @@ def template_context(
         if sender_kind == "csm" and csm
         else dict(zip(("name", "email"), team, strict=True))
     )
-    public = os.environ.get("TOUCHFLOW_PUBLIC_URL", "https://app.touchflow.example").rstrip("/")
+    links = links or load_links(None)
     return {
         "account": account,
         "contact": contact or {},
@@ -367,7 +442,7 @@ def template_context(
         "sender": sender,
         "playbook": {"id": playbook.id, "name": playbook.spec.name},
         "step": {"id": step_id},
-        "unsubscribe_url": f"{public}/unsubscribe?k={send_key}",
+        "unsubscribe_url": links.url(send_key),
     }
 
 
@@ -394,6 +469,7 @@ def _build_email(
         playbook_id=row.playbook_id,
         step_id=row.step_id,
         at=now,
+        unsubscribe_url=context["unsubscribe_url"],
     )
     return outgoing
 

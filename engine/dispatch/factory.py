@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 from engine.delivery_config import DeliverySettings
 from engine.dispatch.channels import EmailChannel, OutboxChannel
@@ -21,9 +22,10 @@ def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailCha
     team = (delivery.team_sender.name, delivery.team_sender.email)
     if delivery.channel == "sendgrid":
         sg = delivery.sendgrid
-        key = os.environ.get(sg.api_key_env, "")
+        key = os.environ.get(sg.api_key_env, "") or _secret_block(sg.api_key_block)
         if not key:
-            raise ChannelConfigError(f"channel is sendgrid but the environment variable {sg.api_key_env} is not set")
+            where = f" nor the Prefect Secret block '{sg.api_key_block}'" if sg.api_key_block else ""
+            raise ChannelConfigError(f"channel is sendgrid but neither {sg.api_key_env}{where} holds an API key")
         channel = SendGridChannel(key, sg.host, sg.timeout.total_seconds(), sg.sandbox, sg.unsubscribe_group)
         return channel, SendPolicy(attempts=sg.attempts, concurrency=sg.concurrency, team_sender=team)
     if delivery.channel == "smtp":
@@ -35,3 +37,18 @@ def make_channel(delivery: DeliverySettings, outbox_dir: Path) -> tuple[EmailCha
         smtp_channel = SmtpChannel(smtp.host, smtp.port, smtp.timeout.total_seconds(), smtp.starttls, user, password)
         return smtp_channel, SendPolicy(attempts=smtp.attempts, concurrency=smtp.concurrency, team_sender=team)
     return OutboxChannel(outbox_dir), SendPolicy(team_sender=team)
+
+
+def _secret_block(name: str | None) -> str:
+    """The value of the Prefect Secret block `name` ('' when unset). Needs a Prefect API (the
+    flow's server, or PREFECT_API_URL); the value is never logged."""
+    if name is None:
+        return ""
+    from prefect.blocks.system import Secret
+
+    try:
+        # `_sync=True` is async_dispatch's switch: the plain call, never a coroutine.
+        block: Any = cast(Any, Secret.load)(name, _sync=True)
+    except ValueError as exc:  # Prefect's "Unable to find block document named …"
+        raise ChannelConfigError(f"Prefect Secret block '{name}': {exc}") from None
+    return str(block.get())

@@ -45,6 +45,9 @@ def mail_body(email: OutgoingEmail, sandbox: bool, unsubscribe_group: int | None
     }
     if unsubscribe_group is not None:
         body["asm"] = {"group_id": unsubscribe_group}
+    headers = email.list_unsubscribe_headers()
+    if headers:
+        body["headers"] = headers
     return body
 
 

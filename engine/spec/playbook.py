@@ -9,6 +9,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from engine.spec.base import Duration, SignedDuration, SpecModel
 from engine.spec.conditions import Condition, PropertyFilter, condition_kind
+from engine.spec.policy import PlaybookPolicy
 from engine.spec.steps import IDENTIFIER, TEMPLATE_NAME, Step, step_id
 
 __all__ = ["IDENTIFIER", "TEMPLATE_NAME", "step_id"]
@@ -191,3 +192,5 @@ class Playbook(SpecModel):
     """Ends the enrollment as exited when it holds; checked before every step."""
     versions: Versions = Versions()
     """How enrollments in flight follow changes to this file."""
+    policy: PlaybookPolicy = PlaybookPolicy()
+    """This playbook's own caps and calendar overrides (the project's are in touchflow.yaml)."""

@@ -28,6 +28,66 @@ class Recipients(SpecModel):
     """Contact roles to send to: admin, champion, user, exec_sponsor, billing."""
 
 
+METRICS = ("delivered", "opened", "clicked", "converted", "unsubscribed", "bounced")
+"""What an experiment can compare arms on; `converted` is the playbook's goal within its window."""
+
+
+class Arm(SpecModel):
+    """One arm of an experiment: what its subjects get instead of the step as written."""
+
+    id: str = Field(pattern=IDENTIFIER)
+    """The arm's name, e.g. `a`, `short-subject`, `holdout`."""
+    weight: float = Field(default=1, ge=0)
+    """Share of subjects, relative to the other arms' weights (0 stops assigning to it)."""
+    holdout: bool = False
+    """Subjects in this arm receive nothing, but are tracked (the lift of sending at all)."""
+    subject: str | None = Field(default=None, min_length=1)
+    """A subject line replacing the template's; a template: `{{ account.name }}, one year!`."""
+    template: str | None = Field(default=None, pattern=TEMPLATE_NAME)
+    """Another template for this arm."""
+    from_: Literal["csm", "team"] | None = Field(default=None, alias="from")
+    """Another sender for this arm."""
+    delay: Duration | None = None
+    """Send this much later than the step comes due (a send-time arm)."""
+
+    @model_validator(mode="after")
+    def _holdout_sends_nothing(self) -> Arm:
+        if self.holdout and (self.subject or self.template or self.from_ or self.delay):
+            raise ValueError(f"arm '{self.id}' is a holdout: it sends nothing, so no subject/template/from/delay")
+        return self
+
+
+class Experiment(SpecModel):
+    """Split an email step's recipients into arms, sticky per subject, and compare them."""
+
+    id: str | None = Field(default=None, pattern=IDENTIFIER)
+    """Names the experiment (default `<playbook>.<step>`); a new id re-draws every assignment."""
+    arms: list[Arm] = Field(min_length=2)
+    """The arms, with their weights."""
+    control: str | None = Field(default=None, pattern=IDENTIFIER)
+    """The arm the others are compared with (default: the first)."""
+    metric: Literal["delivered", "opened", "clicked", "converted", "unsubscribed", "bounced"] = "opened"
+    """The rate the stopping rule looks at (the report shows all of them)."""
+    min_sample: int = Field(default=100, ge=1)
+    """Subjects every arm needs before the report names a winner."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        ids = [a.id for a in self.arms]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"arm ids must be unique; repeated: {', '.join(twice)}")
+        if self.control is not None and self.control not in ids:
+            raise ValueError(f"control '{self.control}' is not one of the arms: {', '.join(ids)}")
+        if not any(a.weight > 0 for a in self.arms):
+            raise ValueError("at least one arm needs a weight above 0")
+        return self
+
+    def control_arm(self) -> str:
+        """The control's id."""
+        return self.control or self.arms[0].id
+
+
 class EmailAction(SpecModel):
     """Send one email, rendered from a template, to each recipient."""
 
@@ -38,6 +98,8 @@ class EmailAction(SpecModel):
     (the contact is the recipient)."""
     from_: Literal["csm", "team"] = Field(default="team", alias="from")
     """Sender: `csm` is the account's CSM (falls back to the team sender), `team` the team."""
+    experiment: Experiment | None = None
+    """A/B test of this email: arms with weights, optionally a holdout."""
 
 
 class TaskAction(SpecModel):

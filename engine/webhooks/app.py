@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.unsubscribe import UnsubscribeLinks
 from engine.webhooks.sendgrid import (
     DEFAULT_TOLERANCE,
     ApplyResult,
@@ -33,6 +34,7 @@ from engine.webhooks.sendgrid import (
     load_public_key,
     parse_events,
 )
+from engine.webhooks.unsubscribe import unsubscribe_routes
 
 #: SendGrid posts batches of a few hundred events (well under 1 MB); 5 MB leaves room and caps memory.
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -45,18 +47,22 @@ def _utc_now() -> datetime:
 
 def create_app(
     engine: Engine,
-    public_key_b64: str,
+    public_key_b64: str | None,
     clock: Callable[[], datetime] = _utc_now,
     *,
     tolerance: timedelta = DEFAULT_TOLERANCE,
     max_body_bytes: int = MAX_BODY_BYTES,
+    links: UnsubscribeLinks | None = None,
 ) -> Starlette:
-    """The webhook app over `engine`'s store, verifying with SendGrid's base64 DER P-256 key.
+    """The webhook app over `engine`'s store, verifying with SendGrid's base64 DER P-256 key,
+    and with `links`, the signed unsubscribe pages (engine/webhooks/unsubscribe.py).
 
     `clock` is read once per request (aware or naive UTC); tests pass a fixed one. Raises
     ValueError at once when `public_key_b64` is not a P-256 key, rather than 403 every event.
+    Without a key there is no event webhook route (an unverifiable webhook is never served).
     """
-    load_public_key(public_key_b64)
+    if public_key_b64 is not None:
+        load_public_key(public_key_b64)
 
     async def receive_events(request: Request) -> Response:
         body = await _read_body(request, max_body_bytes)
@@ -64,6 +70,7 @@ def create_app(
             return _error(413, f"body larger than {max_body_bytes} bytes")
         now = clock()
         # The signature covers the raw bytes, so it is checked before any JSON parsing.
+        assert public_key_b64 is not None  # the route exists only with a key
         reason = check_request(request.headers, body, public_key_b64, now, tolerance)
         if reason is not None:
             return _error(403, reason)
@@ -78,12 +85,12 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
-        routes=[
-            Route(PATH, receive_events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ]
-    )
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if public_key_b64 is not None:
+        routes.append(Route(PATH, receive_events, methods=["POST"]))
+    if links is not None:
+        routes.extend(unsubscribe_routes(engine, links, clock))
+    return Starlette(routes=routes)
 
 
 def _apply(engine: Engine, events: list[ProviderEvent], now: datetime) -> ApplyResult:

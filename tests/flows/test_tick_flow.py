@@ -85,3 +85,27 @@ def test_tick_flow_end_to_end(
     preview = {row["playbook"]: row for row in tick(now=NOW.replace(day=24), dry_run=True)}
     assert set(preview) == set(first)
     assert _counts(db) == after_first  # a dry run writes nothing
+
+
+def test_the_sendgrid_api_key_can_come_from_a_prefect_secret_block(
+    harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from engine.delivery_config import DeliverySettings
+    from engine.dispatch.factory import ChannelConfigError, make_channel
+
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    Secret(value="SG.from-the-block").save("touchflow-sendgrid-test", overwrite=True)
+    settings = DeliverySettings.model_validate(
+        {"channel": "sendgrid", "sendgrid": {"api_key_block": "touchflow-sendgrid-test"}}
+    )
+    channel, _policy = make_channel(settings, tmp_path)
+    assert channel._api_key == "SG.from-the-block"  # type: ignore[attr-defined]
+    assert "SG.from" not in repr(channel)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-env")  # the environment wins
+    assert make_channel(settings, tmp_path)[0]._api_key == "SG.from-env"  # type: ignore[attr-defined]
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    missing = DeliverySettings.model_validate({"channel": "sendgrid", "sendgrid": {"api_key_block": "no-such-block"}})
+    with pytest.raises(ChannelConfigError, match="no-such-block"):
+        make_channel(missing, tmp_path)

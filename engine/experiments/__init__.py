@@ -1,0 +1,1 @@
+"""A/B experiments: comparing the arms of a playbook experiment."""
