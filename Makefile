@@ -20,6 +20,10 @@ demo: $(STAMP)
 	$(BIN)/touchflow run
 	@echo "Run it again — nothing is sent twice:"
 	$(BIN)/touchflow run
+	@echo "Why each message was sent, deferred or skipped (touchflow audit --summary):"
+	$(BIN)/touchflow audit --summary
+	$(BIN)/touchflow audit --reason capped_contact_daily --limit 3
+	$(BIN)/touchflow audit --reason deferred_quiet_hours --limit 3
 
 test: lint typecheck pytest
 

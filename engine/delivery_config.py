@@ -15,6 +15,7 @@ sendgrid:
   unsubscribe_group: null         # asm.group_id
 smtp: {host: smtp.example.com, port: 587, starttls: true, username_env: SMTP_USER, password_env: SMTP_PASSWORD}
 reconcile_after: 15m              # a message still `sending` this long is reconciled
+policy: {caps: {contact: {day: 1}}, quiet_hours: {start: "20:00", end: "08:00"}}  # engine/spec/policy.py
 ```
 
 The environment overrides: TOUCHFLOW_CHANNEL, TOUCHFLOW_SENDGRID_HOST, TOUCHFLOW_SENDGRID_SANDBOX.
@@ -33,6 +34,7 @@ from engine.load.pydantic_errors import problems_from_validation
 from engine.load.yaml_nodes import parse_yaml
 from engine.problems import ProblemsFound
 from engine.spec.base import Duration, SpecModel
+from engine.spec.policy import Policy
 
 
 class Sender(SpecModel):
@@ -99,6 +101,8 @@ class DeliverySettings(SpecModel):
     """SMTP settings."""
     reconcile_after: Duration = Field(default=timedelta(minutes=15), json_schema_extra={"default": "15m"})
     """A message left `sending` (a crash, a timeout) this long is reconciled from provider events."""
+    policy: Policy = Policy()
+    """Caps, quiet hours, business days, the global send rate and CSM workload (engine/spec/policy.py)."""
 
 
 def load_delivery(project_dir: Path) -> DeliverySettings:

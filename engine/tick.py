@@ -7,6 +7,7 @@ on one connection and rolls back, so it writes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -19,7 +20,9 @@ from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.reconcile import ReconcileResult, reconcile
 from engine.dispatch.webhook import no_post, post_json
 from engine.evaluate import EvaluateResult, evaluate
+from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter, RateLimiter
 from engine.project import Project
+from engine.spec.policy import Policy
 
 DISPATCH_BATCH = 500
 
@@ -34,6 +37,7 @@ class PlaybookSummary:
     emails: int = 0
     tasks: int = 0
     skipped: int = 0
+    deferred: int = 0
     failed: int = 0
     converted: int = 0
     exited: int = 0
@@ -87,12 +91,30 @@ def deliver_batch(
 ) -> DispatchResult:
     """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks."""
     with engine.connect() as conn:
-        how = policy or SendPolicy(team_sender=team_sender(project))
-        if how.links is None:
-            how = replace(how, links=project.links)
+        how = with_project(policy or SendPolicy(team_sender=team_sender(project)), project, engine)
         result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit)
         conn.commit()
         return result
+
+
+def with_project(policy: SendPolicy, project: Project, engine: Engine) -> SendPolicy:
+    """`policy` with what the project says where it says nothing: unsubscribe links, the rules of
+    `touchflow.yaml`, and the global rate limiter."""
+    rules = policy.rules or project.delivery.policy
+    limiter = policy.limiter or make_limiter(rules, engine)
+    return replace(policy, links=policy.links or project.links, rules=rules, limiter=limiter)
+
+
+def make_limiter(rules: Policy, engine: Engine) -> RateLimiter | None:
+    """The global send rate's keeper, when `rules` set one (see engine/policy/ratelimit.py)."""
+    if rules.rate_limit is None:
+        return None
+    use_prefect = rules.rate_limiter == "prefect" or (
+        rules.rate_limiter == "auto" and bool(os.environ.get("PREFECT_API_URL"))
+    )
+    if use_prefect:
+        return PrefectRateLimiter(rules.rate_limit)
+    return DatabaseRateLimiter(engine, rules.rate_limit)
 
 
 def team_sender(project: Project) -> tuple[str, str]:
@@ -133,6 +155,10 @@ def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None
         summaries.setdefault(pid, PlaybookSummary(pid)).tasks += n
     for pid, n in result.failed.items():
         summaries.setdefault(pid, PlaybookSummary(pid)).failed += n
+    for pid, n in result.deferred.items():
+        summaries.setdefault(pid, PlaybookSummary(pid)).deferred += n
+    for pid, n in result.skipped.items():
+        summaries.setdefault(pid, PlaybookSummary(pid)).skipped += n
 
 
 def dry_run(
@@ -160,7 +186,9 @@ def dry_run(
                         now,
                         run_id,
                         no_post,
-                        SendPolicy(team_sender=team_sender(project), links=project.links),
+                        SendPolicy(
+                            team_sender=team_sender(project), links=project.links, rules=project.delivery.policy
+                        ),
                     ),
                 )
         finally:

@@ -188,7 +188,18 @@ def run(
 def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
     title = f"{'Dry run' if dry_run else 'Tick'} at {at.isoformat(sep=' ')} UTC"
     table = Table(title=title)
-    columns = ("playbook", "matched", "enrolled", "emails", "tasks", "skipped", "failed", "converted", "exited")
+    columns = (
+        "playbook",
+        "matched",
+        "enrolled",
+        "emails",
+        "tasks",
+        "deferred",
+        "skipped",
+        "failed",
+        "converted",
+        "exited",
+    )
     for col in columns:
         table.add_column(col, justify="left" if col == "playbook" else "right")
     for row in rows:
@@ -319,6 +330,53 @@ def serve(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def audit(
+    playbook: Annotated[str | None, typer.Option(help="Only this playbook.")] = None,
+    contact: Annotated[int | None, typer.Option(help="Only this contact id.")] = None,
+    account: Annotated[int | None, typer.Option(help="Only this account id.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code, e.g. capped_contact_daily.")] = None,
+    decision: Annotated[str | None, typer.Option(help="Only this decision, e.g. deferred.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date/time (ISO 8601) or this long ago (7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date/time, or this long ago.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (one object per line).")] = "table",
+    summary: Annotated[bool, typer.Option("--summary", help="Only the count of each decision and reason.")] = False,
+) -> None:
+    """What the engine decided and why: sends, deferrals, caps, suppressions, tasks, failures."""
+    from engine.audit_report import AuditFilter, as_csv, as_json_lines, parse_moment, query_audit, reason_counts
+
+    if fmt not in ("table", "csv", "json"):
+        err.print(f"error: --format must be table, csv or json, not '{fmt}'", markup=False)
+        raise typer.Exit(2)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        window = [parse_moment(v, now) if v else None for v in (since, until)]
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    where = AuditFilter(playbook, contact, account, reason, decision, window[0], window[1], limit)
+    engine = open_store(load_settings().database_url)
+    with engine.connect() as conn:
+        rows = query_audit(conn, where)
+        if fmt != "table":
+            for chunk in (as_json_lines if fmt == "json" else as_csv)(rows):
+                sys.stdout.write(chunk)
+            return
+        shown = list(rows)
+    if summary:
+        for dec, why, n in reason_counts(shown):
+            out.print(f"{n:>7}  {dec:<14} {why}", markup=False)
+        return
+    table = Table(title=f"audit: {len(shown)} decisions")
+    columns = ("at", "playbook", "step", "account_id", "contact_id", "decision", "reason", "detail")
+    for col in columns:
+        table.add_column(col.removesuffix("_id"), overflow="fold")
+    for row in shown:
+        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in columns))
+    out.print(table)
 
 
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks: the engine against the floor.")

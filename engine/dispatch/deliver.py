@@ -13,12 +13,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
@@ -26,9 +25,14 @@ from engine.compile import CompiledPlaybook
 from engine.delivery_config import Sender
 from engine.dispatch.channels import EmailChannel, OutgoingEmail, SendError
 from engine.dispatch.webhook import WebhookError, post_json
+from engine.policy.calendar import Calendar
+from engine.policy.gate import WEEKDAYS, gate, lock
+from engine.policy.ratelimit import RateLimiter, wait_until
+from engine.policy.tasks import add_business_days, owner_team, place_task
 from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
+from engine.spec.policy import Policy
 from engine.spec.steps import TaskAction, WebhookAction
-from engine.store.models import accounts, contacts, csms, ledger, tasks
+from engine.store.models import accounts, contacts, csms, ledger
 from engine.unsubscribe import UnsubscribeLinks, load_links
 
 TEAM_SENDER = (Sender().name, Sender().email)
@@ -43,6 +47,8 @@ class DispatchResult:
     tasks: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     webhooks: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """Plain counts, to cross a Prefect task boundary."""
@@ -51,12 +57,19 @@ class DispatchResult:
             "tasks": dict(self.tasks),
             "failed": dict(self.failed),
             "webhooks": dict(self.webhooks),
+            "deferred": dict(self.deferred),
+            "skipped": dict(self.skipped),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, int]]) -> DispatchResult:
         return cls(
-            Counter(data["emails"]), Counter(data["tasks"]), Counter(data["failed"]), Counter(data.get("webhooks", {}))
+            Counter(data["emails"]),
+            Counter(data["tasks"]),
+            Counter(data["failed"]),
+            Counter(data.get("webhooks", {})),
+            Counter(data.get("deferred", {})),
+            Counter(data.get("skipped", {})),
         )
 
 
@@ -95,6 +108,7 @@ class _Context:
     csms: dict[int, dict[str, Any]]
     team: tuple[str, str] = TEAM_SENDER
     links: UnsubscribeLinks | None = None
+    rules: Policy = field(default_factory=Policy)
 
 
 @dataclass
@@ -121,6 +135,11 @@ class SendPolicy:
     """(name, address) of `from: team`, and of accounts without a CSM (`touchflow.yaml`)."""
     links: UnsubscribeLinks | None = None
     """Signs unsubscribe links (the project's secret); None: a secret for this process only."""
+    rules: Policy | None = None
+    """Caps, quiet hours, business days (`touchflow.yaml` → `policy`), applied before rendering;
+    None: no caps and no calendar (suppression still holds)."""
+    limiter: RateLimiter | None = None
+    """The global send rate, shared by every dispatcher; None: as fast as the channel allows."""
 
 
 MAX_DISPATCHES = 5
@@ -153,11 +172,20 @@ def deliver(
     """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
-    ctx = _load_context(conn, rows, policy.team_sender, policy.links)
+    rules = policy.rules or Policy()
+    ctx = replace(_load_context(conn, rows, policy.team_sender, policy.links), rules=rules)
+    # The policy first, in its own short transaction (it holds the policy lock): only what it
+    # clears is rendered and sent; deferrals and skips are written and audited by the gate.
+    gated = gate(conn, rows, ctx.contacts, ctx.accounts, playbooks, rules, now, run_id)
+    if commit is not None:
+        commit()
+    result.deferred.update(gated.deferred)
+    result.skipped.update(gated.skipped)
+    rows = sorted([r for r in rows if r.kind != "email"] + gated.cleared, key=lambda r: r.id)
 
     def settle(outcomes: Sequence[_Outcome]) -> None:
         if outcomes:
-            _write_all(conn, outcomes, now, result)
+            _write_all(conn, outcomes, now, result, rules)
             if commit is not None:
                 commit()
 
@@ -168,10 +196,12 @@ def deliver(
             done, outgoing = _prepare(conn, part, playbooks, ctx, renderer, now, run_id, post, commit)
             settle(done)
             if outgoing:
+                # Send times under the global rate (each thread waits for its message's moment).
+                slots = policy.limiter.reserve(len(outgoing)) if policy.limiter is not None else None
                 _mark_sending(conn, [row.id for row, _, _ in outgoing], now)
                 if commit is not None:
                     commit()
-                sender.submit(outgoing)
+                sender.submit(outgoing, slots)
             while sender.in_flight > 1:  # keep one window sending while the next one renders
                 settle(sender.collect_oldest())
         while sender.in_flight:
@@ -200,7 +230,7 @@ def _prepare(
             if playbook is None:
                 raise RenderError(f"playbook '{row.playbook_id}' is no longer loaded")
             if row.kind == "task":
-                done.append(_task_outcome(row, playbook, ctx, now, base))
+                done.append(_task_outcome(row, playbook, ctx, now, base, ctx.rules))
             elif row.kind == "webhook":
                 _mark_sending(conn, [row.id], now)  # the POST may land even if we die now
                 if commit is not None:
@@ -254,9 +284,16 @@ class _Sender:
         """Windows handed over and not yet collected."""
         return len(self._windows)
 
-    def submit(self, outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]]) -> None:
-        """Start sending a window (inline without a pool: done when this returns)."""
-        args = [(self.channel, row, base, email, self.policy, self.now) for row, base, email in outgoing]
+    def submit(
+        self, outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]], slots: list[float] | None = None
+    ) -> None:
+        """Start sending a window (inline without a pool: done when this returns); with `slots`,
+        each message waits for its send time first."""
+        times: list[float | None] = list(slots) if slots is not None else [None] * len(outgoing)
+        args = [
+            (self.channel, row, base, email, self.policy, self.now, at)
+            for (row, base, email), at in zip(outgoing, times, strict=True)
+        ]
         if self._pool is None:
             self._windows.append([_send_one(*a) for a in args])
         else:
@@ -269,9 +306,18 @@ class _Sender:
 
 
 def _send_one(
-    channel: EmailChannel, row: Row[Any], base: dict[str, Any], email: OutgoingEmail, policy: SendPolicy, now: datetime
+    channel: EmailChannel,
+    row: Row[Any],
+    base: dict[str, Any],
+    email: OutgoingEmail,
+    policy: SendPolicy,
+    now: datetime,
+    send_at: float | None = None,
 ) -> _Outcome:
-    """Send with retries on retryable answers (backoff with jitter, honouring Retry-After)."""
+    """Send with retries on retryable answers (backoff with jitter, honouring Retry-After), not
+    before `send_at` (unix seconds; the global rate's schedule)."""
+    if send_at is not None:
+        wait_until(send_at)
     attempts = 0
     while True:
         attempts += 1
@@ -330,16 +376,17 @@ def _audit_base(row: Row[Any], now: datetime, run_id: str) -> dict[str, Any]:
 
 
 def _task_outcome(
-    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime, base: dict[str, Any]
+    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime, base: dict[str, Any], rules: Policy
 ) -> _Outcome:
-    task = _build_task(row, playbook, ctx, now)
-    who = task["csm_id"] or "team queue"
-    audit = audit_row(
-        **base,
-        decision=Decision.TASK_OPENED,
-        reason=Reason.TASK_CREATED,
-        detail=f"{task['priority']} task for csm {who}: {task['title']}",
-    )
+    account = ctx.accounts.get(row.account_id) or {}
+    if (account.get("traits") or {}).get("do_not_contact") and not playbook.spec.policy.tasks_when_suppressed:
+        detail = f"account {row.account_id} is do-not-contact (the playbook's policy.tasks_when_suppressed is off)"
+        audit = audit_row(**base, decision=Decision.SKIPPED, reason=Reason.SUPPRESSED_DO_NOT_CONTACT, detail=detail)
+        return _Outcome(row, "skipped", audit, error=detail)
+    task = _build_task(row, playbook, ctx, now, rules)
+    # Placement (dedupe, assignment, capacity) happens when the window is written, under the
+    # policy lock; the audit's reason and detail are filled in then.
+    audit = audit_row(**base, decision=Decision.TASK_OPENED, reason=Reason.TASK_CREATED, detail=task["title"])
     return _Outcome(row, "sent", audit, provider_id=f"task:{row.send_key}", task=task)
 
 
@@ -348,12 +395,19 @@ def _failed(row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -
     return _Outcome(row, "failed", audit, error=message)
 
 
-def _write_all(conn: Connection, outcomes: Sequence[_Outcome], now: datetime, result: DispatchResult) -> None:
+def _write_all(
+    conn: Connection, outcomes: Sequence[_Outcome], now: datetime, result: DispatchResult, rules: Policy
+) -> None:
     """Write a window of outcomes: ledger rows (one executemany), tasks, and their audit rows."""
-    new_tasks = [o.task for o in outcomes if o.task is not None]
-    if new_tasks:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(tasks).on_conflict_do_nothing(index_elements=["send_key"]), new_tasks)
+    with_tasks = [o for o in outcomes if o.task is not None]
+    if with_tasks:
+        lock(conn, "policy", now)  # dedupe and CSM capacity hold across dispatchers
+        for o in with_tasks:
+            assert o.task is not None
+            _, team = owner_team(conn, o.row.account_id)
+            placed = place_task(conn, o.task, rules.csm, team)
+            o.audit["reason"] = placed.reason.value
+            o.audit["detail"] = f"{o.task['priority']} task: {o.task['title']} — {placed.detail}"
     params = []
     for o in outcomes:
         row = o.row
@@ -391,6 +445,8 @@ def _write_all(conn: Connection, outcomes: Sequence[_Outcome], now: datetime, re
             counter[o.row.playbook_id] += 1
         elif o.status == "failed":
             result.failed[o.row.playbook_id] += 1
+        elif o.status == "skipped":
+            result.skipped[o.row.playbook_id] += 1
 
 
 def _load_context(
@@ -474,9 +530,16 @@ def _build_email(
     return outgoing
 
 
-def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime) -> dict[str, Any]:
+def _build_task(
+    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: datetime, rules: Policy
+) -> dict[str, Any]:
     spec = _action(row, playbook, "task", TaskAction)
     context = _template_context(row, playbook, ctx)
+    due = now + spec.due
+    if rules.csm.due_in_business_days and spec.due % timedelta(days=1) == timedelta(0):
+        account_zone = context["account"].get("timezone") or rules.timezone
+        calendar = Calendar(business_days=_business_days(rules), holidays=frozenset(rules.holidays))
+        due = add_business_days(now, spec.due.days, calendar, account_zone)
     return {
         "send_key": row.send_key,
         "playbook_id": row.playbook_id,
@@ -487,9 +550,14 @@ def _build_task(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, now: d
         "body": render_inline(spec.body, context).strip(),
         "priority": spec.priority,
         "status": "open",
-        "due_at": now + spec.due,
+        "due_at": due,
         "created_at": now,
+        "dedupe_key": spec.reason or f"{row.playbook_id}:{row.step_id}",
     }
+
+
+def _business_days(rules: Policy) -> frozenset[int]:
+    return frozenset(WEEKDAYS.index(d) for d in rules.business_days)
 
 
 _A = TypeVar("_A", TaskAction, WebhookAction)

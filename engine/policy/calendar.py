@@ -73,7 +73,7 @@ class Calendar:
         if start is None or end is None:
             return False
         if start < end:
-            return start <= clock <= end
+            return start <= clock < end
         return clock >= start or clock < end  # wraps past midnight
 
     def next_allowed(self, at: datetime, tz: str) -> datetime:

@@ -95,6 +95,9 @@ class Policy(SpecModel):
     """Dates (in the recipient's time zone) on which no email goes out."""
     rate_limit: float | None = Field(default=None, gt=0)
     """Messages per second across every dispatcher; unset means as fast as the channel allows."""
+    rate_limiter: Literal["auto", "database", "prefect"] = "auto"
+    """Who keeps the rate: Prefect's global concurrency limit `touchflow-send` (needs a Prefect
+    server), the store, or `auto`: Prefect when PREFECT_API_URL is set, else the store."""
     csm: CsmPolicy = CsmPolicy()
     """CSM task assignment and workload."""
 

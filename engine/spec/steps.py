@@ -114,7 +114,10 @@ class TaskAction(SpecModel):
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     """How urgent the task is."""
     due: Duration = Field(default=timedelta(days=3), json_schema_extra={"default": "3d"})
-    """How long after opening the task is due."""
+    """How long after opening the task is due (whole days count business days, see policy.csm)."""
+    reason: str | None = Field(default=None, pattern=IDENTIFIER)
+    """Tasks with the same reason for one account are one open task (updated, not duplicated);
+    default: this playbook and step. Share a reason across playbooks, e.g. `renewal-risk`."""
 
 
 class WaitUntil(SpecModel):

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from itertools import accumulate, product, repeat
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from engine.store import models
 from engine.store.bulk import Row, bulk_insert, clear_tables, deferred_indexes
@@ -34,6 +34,8 @@ _CHUNK = 5_000
 # Children before parents, so foreign keys hold at every step. The engine's tables go too:
 # enrollments, sends and condition state of a previous store would point at the wrong accounts.
 _TABLES_TO_CLEAR = (
+    models.suppressions,
+    models.message_events,
     models.audit_log,
     models.tasks,
     models.ledger,
@@ -167,6 +169,10 @@ _FEATURES = (
     "alerts",
 )
 _EMPTY: dict[str, Any] = {}
+_DO_NOT_CONTACT: dict[str, Any] = {"do_not_contact": True}
+_DO_NOT_CONTACT_EVERY = 199
+# Addresses already on the suppression list, as an import from the previous tool would leave them.
+_SUPPRESSED_EVERY = {"unsubscribe": 97, "bounce": 101, "spamreport": 499}
 # Shared, never-mutated property dicts: building a dict per event would dominate the hot loop.
 _FEATURE_PROPS = tuple({"feature": feature} for feature in _FEATURES)
 _PRIORITY_PROPS = tuple({"priority": f"P{level}"} for level in (1, 2, 3))
@@ -310,12 +316,27 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
                 n_accounts += bulk_insert(conn, models.accounts, _ACCOUNT_COLUMNS, account_rows)
                 n_contacts += bulk_insert(conn, models.contacts, _CONTACT_COLUMNS, contact_rows)
                 n_events += bulk_insert(conn, models.events, _EVENT_COLUMNS, event_rows)
+        _suppress_some(conn, now)
     with engine.begin() as conn:
         # Table by table: a bare ANALYZE on PostgreSQL would visit every schema of the database.
         preparer = conn.dialect.identifier_preparer
         for table in _TABLES_TO_CLEAR:
             conn.execute(text(f"ANALYZE {preparer.format_table(table)}"))
     return DemoSummary(csms=n_csms, accounts=n_accounts, contacts=n_contacts, events=n_events)
+
+
+def _suppress_some(conn: Connection, now: datetime) -> None:
+    """Every n-th contact's address on the suppression list, for each reason (deterministic)."""
+    taken: set[str] = set()
+    for reason, every in _SUPPRESSED_EVERY.items():
+        query = select(models.contacts.c.email).where(models.contacts.c.id % every == 0)
+        emails = sorted({e.strip().lower() for e in conn.execute(query).scalars()} - taken)
+        taken.update(emails)
+        rows = [
+            {"email": e, "reason": reason, "source": "import", "created_at": now, "detail": "demo data"} for e in emails
+        ]
+        if rows:
+            conn.execute(insert(models.suppressions), rows)
 
 
 # --- csms ---------------------------------------------------------------------------------------
@@ -459,7 +480,9 @@ def _contact_rows(rng: random.Random, plans: Sequence[_AccountPlan]) -> Iterator
             if draw() < 0.1:  # most contacts inherit the account's timezone and locale
                 timezone = _pick(rng, _TIMEZONES, _TIMEZONE_CUM)
                 locale = "ko" if timezone == "Asia/Seoul" else "en"
-            yield (contact_id, plan.id, email, display, role, timezone, locale, _EMPTY)
+            # A few people asked never to be contacted (no draw: the random stream stays as it was).
+            traits = _DO_NOT_CONTACT if contact_id % _DO_NOT_CONTACT_EVERY == 0 else _EMPTY
+            yield (contact_id, plan.id, email, display, role, timezone, locale, traits)
 
 
 def _break_address(rng: random.Random, email: str) -> str:

@@ -229,7 +229,12 @@ class LedgerEntry(Base):
     """
 
     __tablename__ = "ledger"
-    __table_args__ = (Index("ix_ledger_status", "status", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_status", "status", "id"),
+        # The policy's history: emails cleared for a contact / an account in the last 30 days.
+        Index("ix_ledger_contact_approved", "contact_id", "approved_at"),
+        Index("ix_ledger_account_approved", "account_id", "approved_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     send_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -246,7 +251,9 @@ class LedgerEntry(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    not_before: Mapped[datetime | None] = mapped_column(DateTime)  # retry after a 429/5xx
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)  # retry after a 429/5xx, or a deferral
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime)  # cleared by the policy: counts toward caps
+    variant: Mapped[str | None] = mapped_column(String(40))  # experiment arm
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -255,6 +262,7 @@ class Task(Base):
     """A CSM task opened by a playbook step."""
 
     __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_open_reason", "account_id", "dedupe_key", "status"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     send_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -268,6 +276,29 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")  # open | done
     due_at: Mapped[datetime] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))  # one open task per account and reason
+    queue: Mapped[str | None] = mapped_column(String(100))  # the team queue, when no CSM could take it
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class Lock(Base):
+    """Named rows that serialise short critical sections across dispatchers on any database:
+    `UPDATE locks SET held_at = … WHERE name = 'policy'` holds the row until commit."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    held_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RateLimit(Base):
+    """The send-time schedule shared by every dispatcher (the database-backed global send rate)."""
+
+    __tablename__ = "rate_limits"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_free_at: Mapped[float] = mapped_column(Float)  # unix seconds of the next unreserved send time
 
 
 class AuditEntry(Base):
@@ -310,4 +341,6 @@ message_events = cast(Table, MessageEvent.__table__)
 suppressions = cast(Table, Suppression.__table__)
 ledger = cast(Table, LedgerEntry.__table__)
 tasks = cast(Table, Task.__table__)
+locks = cast(Table, Lock.__table__)
+rate_limits = cast(Table, RateLimit.__table__)
 audit_log = cast(Table, AuditEntry.__table__)

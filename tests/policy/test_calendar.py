@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -286,6 +287,32 @@ def test_next_allowed_is_the_earliest_allowed_moment(
     minutes = int((found - at).total_seconds() // 60)
     for probe in probes:
         assert calendar.blocked(at + timedelta(minutes=int(probe * minutes)), tz) is not None
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(questions(), st.sampled_from(["anywhere", "quiet_start", "quiet_end"]), st.integers(-1, 1))
+def test_blocked_agrees_with_minute_arithmetic(question: tuple[datetime, str, Calendar], snap: str, nudge: int) -> None:
+    """`blocked` against a separately written check, at whole minutes, often right at a bound."""
+    at, tz, calendar = question
+    zone = ZoneInfo(tz)
+    bound = getattr(calendar, snap, None)
+    if bound is not None:
+        # The bound's wall time on that local date (if it does not exist, a nearby real instant).
+        wall = datetime.combine(zone.fromutc(at.replace(tzinfo=zone)).date(), bound, tzinfo=zone)
+        at = wall.astimezone(UTC).replace(tzinfo=None) + timedelta(minutes=nudge)
+    at = at.replace(second=0, microsecond=0)
+    local = zone.fromutc(at.replace(tzinfo=zone)).replace(tzinfo=None)
+    expected = None
+    if calendar.quiet_start is not None and calendar.quiet_end is not None:
+        start = calendar.quiet_start.hour * 60 + calendar.quiet_start.minute
+        length = (calendar.quiet_end.hour * 60 + calendar.quiet_end.minute - start) % (24 * 60)
+        if (local.hour * 60 + local.minute - start) % (24 * 60) < length:
+            expected = "deferred_quiet_hours"
+    if local.isoweekday() - 1 not in calendar.business_days:
+        expected = "deferred_business_day"
+    if local.date() in calendar.holidays:
+        expected = "deferred_holiday"
+    assert calendar.blocked(at, tz) == expected
 
 
 @settings(max_examples=200, derandomize=True, deadline=None)

@@ -416,6 +416,7 @@ def simulate(scenario: Scenario) -> Outcome:
         verdicts = decide(batch, history, now)
         assert [v.key for v in verdicts] == [c.key for c in sorted(batch, key=order_key)]
         seen_in_call = list(history)
+        won_at: list[int] = []  # the priority of each send approved in this call
         for verdict in verdicts:
             candidate = pending[verdict.key]
             outcome.reasons[verdict.reason] += 1
@@ -423,14 +424,23 @@ def simulate(scenario: Scenario) -> Outcome:
                 assert candidate.calendar.blocked(now, candidate.timezone) is None
                 assert verdict.until is None
                 seen_in_call.append(PastSend(now, candidate.playbook_id, candidate.account_id, candidate.contact_id))
+                won_at.append(candidate.priority)
                 outcome.sends.append((now, pending.pop(verdict.key)))
                 continue
             assert verdict.action == "defer", "no cap of 0 in these scenarios"
             assert verdict.until is not None and verdict.until > now
             assert candidate.calendar.blocked(verdict.until, candidate.timezone) is None
             if not verdict.reason.startswith("deferred_"):
-                # Held back by caps: with nothing else sent, it would go out at `until`.
+                # Held back by caps. With nothing else sent it goes out at `until` and not a moment
+                # earlier (the calendar or the caps still say no just before).
                 assert only(decide([candidate], seen_in_call, verdict.until)).action == "send"
+                just_before = verdict.until - timedelta(microseconds=1)
+                assert only(decide([candidate], seen_in_call, just_before)).action != "send"
+                # "lower_priority" exactly when it would have gone out but for this call's winners.
+                this_call = seen_in_call[len(history) :]
+                losers = [s for s, p in zip(this_call, won_at, strict=True) if p <= candidate.priority]
+                without_winners = only(decide([candidate], history + losers, now)).action == "send"
+                assert without_winners == (verdict.reason == "lower_priority"), verdict
             retry_at[verdict.key] = verdict.until
         history = seen_in_call
         now += timedelta(minutes=ticks.randint(60, 6 * 60))
@@ -452,7 +462,7 @@ def assert_caps_held(scenario: Scenario, outcome: Outcome) -> None:
 
 
 @settings(
-    max_examples=150,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

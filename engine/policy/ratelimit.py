@@ -1,0 +1,97 @@
+"""The global send rate, shared by every dispatcher.
+
+A limiter hands out *send times*: `reserve(n)` returns n wall-clock moments (unix seconds), one
+per message, spaced `1 / rate` apart after every moment handed out before, to any dispatcher.
+The sending threads wait for their moment, so the messages leave evenly paced rather than in
+bursts, and the rate holds in any window, not just on average.
+
+* `DatabaseRateLimiter`: the schedule lives in the `rate_limits` row of the store; the row is
+  locked for the few microseconds of a reservation (an UPDATE first, which locks on SQLite and
+  PostgreSQL alike). Used when no Prefect server is configured.
+* `PrefectRateLimiter`: Prefect's global concurrency limit with slot decay (`rate_limit`), for
+  deployments that run on a Prefect server: `prefect gcl create touchflow-send --limit N
+  --slot-decay-per-second R`. Prefect grants slots; this paces the granted ones at `rate`.
+
+Reservations are not refunded: a dispatcher that dies leaves a gap of at most its window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.store.models import rate_limits
+
+DEFAULT_NAME = "touchflow-send"
+
+
+class RateLimiter(Protocol):
+    """Hands out send times (unix seconds) at a fixed rate across processes."""
+
+    rate: float
+
+    def reserve(self, n: int) -> list[float]: ...
+
+
+class DatabaseRateLimiter:
+    """A send-time schedule kept in the store's `rate_limits` table."""
+
+    def __init__(
+        self, engine: Engine, rate: float, name: str = DEFAULT_NAME, clock: Callable[[], float] = time.time
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("the rate must be positive")
+        self.engine, self.rate, self.name, self.clock = engine, rate, name, clock
+
+    def reserve(self, n: int) -> list[float]:
+        """Reserve `n` consecutive send times; returns them (the first may be now)."""
+        if n <= 0:
+            return []
+        gap = 1.0 / self.rate
+        with self.engine.begin() as conn:
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            conn.execute(
+                insert(rate_limits)
+                .values(name=self.name, next_free_at=0.0)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            # Lock the row before reading it: the read and the write are one step for everyone.
+            conn.execute(update(rate_limits).where(rate_limits.c.name == self.name).values(name=self.name))
+            next_free = conn.execute(
+                select(rate_limits.c.next_free_at).where(rate_limits.c.name == self.name)
+            ).scalar_one()
+            # Idle time is not banked: after a pause the schedule restarts at now, never in a burst.
+            start = max(float(next_free), self.clock())
+            conn.execute(
+                update(rate_limits).where(rate_limits.c.name == self.name).values(next_free_at=start + n * gap)
+            )
+        return [start + i * gap for i in range(n)]
+
+
+class PrefectRateLimiter:
+    """Prefect's global concurrency limit `name` (with slot decay) grants the slots; the granted
+    messages are paced at `rate` from the moment of the grant."""
+
+    def __init__(self, rate: float, name: str = DEFAULT_NAME) -> None:
+        self.rate, self.name = rate, name
+
+    def reserve(self, n: int) -> list[float]:
+        """Wait for `n` slots of the Prefect limit; returns their send times."""
+        if n <= 0:
+            return []
+        from prefect.concurrency.sync import rate_limit
+
+        rate_limit(self.name, occupy=n, strict=True)  # strict: a missing limit is an error, not a no-op
+        start = time.time()
+        return [start + i / self.rate for i in range(n)]
+
+
+def wait_until(moment: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleep until the wall clock reaches `moment`."""
+    delay = moment - time.time()
+    if delay > 0:
+        sleep(delay)
