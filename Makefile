@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_ACCOUNTS ?= 2000
+# A fixed Tuesday morning (UTC): Asia and Europe are in business hours, the Americas in quiet
+# hours, so the demo shows sends, deferrals and caps the same way on every machine.
+DEMO_NOW ?= 2026-11-24T09:00
 
 .PHONY: demo test lint typecheck pytest schema golden clean
 
@@ -16,10 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/touchflow validate
-	$(BIN)/touchflow demo-data --accounts $(DEMO_ACCOUNTS) --seed 7
-	$(BIN)/touchflow run
+	$(BIN)/touchflow demo-data --accounts $(DEMO_ACCOUNTS) --seed 7 --now $(DEMO_NOW)
+	$(BIN)/touchflow run --now $(DEMO_NOW)
 	@echo "Run it again — nothing is sent twice:"
-	$(BIN)/touchflow run
+	$(BIN)/touchflow run --now $(DEMO_NOW)
+	@echo "Recipients open, click, bounce and unsubscribe (signed events through the webhook):"
+	$(BIN)/touchflow demo-engagement --now $(DEMO_NOW)
+	$(BIN)/touchflow experiments anniversary
 	@echo "Why each message was sent, deferred or skipped (touchflow audit --summary):"
 	$(BIN)/touchflow audit --summary
 	$(BIN)/touchflow audit --reason capped_contact_daily --limit 3

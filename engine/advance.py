@@ -31,6 +31,7 @@ from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook, CompiledStep
 from engine.compile.journey import goal_reached, holding
+from engine.experiments.assign import assign, experiment_id
 from engine.journey_time import at_date, next_in_window, zone
 from engine.spec import BranchStep, EmailStep, ExitStep, TaskStep, UpdateStep, WaitStep, WebhookStep
 from engine.spec.steps import WaitForWindow, WaitUntil
@@ -523,8 +524,25 @@ def _plan_email(
             )
         )
         return
+    experiment = spec.email.experiment
+    arm = None
+    if experiment is not None:
+        subject = f"{enrollment.subject_type}:{enrollment.subject_id}"
+        arm = assign(experiment, experiment_id(experiment, playbook.id, step.id), subject)
+    payload: dict[str, Any] = {"template": spec.email.template, "from": spec.email.from_}
+    not_before = None
+    if arm is not None:
+        # The arm's overrides travel in the payload, like the step itself: dispatch reads no file.
+        payload = {"template": arm.template or spec.email.template, "from": arm.from_ or spec.email.from_}
+        if arm.subject is not None:
+            payload["subject"] = arm.subject
+        if arm.delay is not None:
+            not_before = batch.now + arm.delay
     for person in people:
         key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
+        if arm is not None and arm.holdout:
+            _hold_out(plan, step, person, key, arm.id, enrollment, playbook, batch, base)
+            continue
         problem = email_problem(person.email)
         why_not = batch.suppressed.get((person.email or "").strip().lower())
         reason = Reason.INVALID_EMAIL
@@ -545,7 +563,9 @@ def _plan_email(
                 "enrollment_id": enrollment.id,
                 "account_id": enrollment.account_id,
                 "contact_id": person.id,
-                "payload": {"template": spec.email.template, "from": spec.email.from_},
+                "payload": payload,
+                "variant": arm.id if arm is not None else None,
+                "not_before": not_before,
                 "error": problem,
                 "created_at": batch.now,
                 "updated_at": batch.now,
@@ -571,6 +591,55 @@ def _plan_email(
             plan.result.emails_planned += 1
 
 
+def _hold_out(
+    plan: _Plan,
+    step: CompiledStep,
+    person: Row[Any],
+    key: str,
+    arm: str,
+    enrollment: Row[Any],
+    playbook: CompiledPlaybook,
+    batch: _Batch,
+    base: dict[str, Any],
+) -> None:
+    """A holdout recipient: a ledger row that never goes out (`held_out`), tracked for the report."""
+    plan.ledger.append(
+        {
+            "send_key": key,
+            "kind": "email",
+            "channel": batch.channel,
+            "status": "held_out",
+            "playbook_id": playbook.id,
+            "playbook_version": playbook.version,
+            "step_id": step.id,
+            "enrollment_id": enrollment.id,
+            "account_id": enrollment.account_id,
+            "contact_id": person.id,
+            "payload": {},
+            "variant": arm,
+            "not_before": None,
+            "error": None,
+            "created_at": batch.now,
+            "updated_at": batch.now,
+        }
+    )
+    plan.audit.append(
+        {
+            **audit_row(
+                **base,
+                step_id=step.id,
+                channel=batch.channel,
+                decision=Decision.SKIPPED,
+                reason=Reason.HOLDOUT,
+                detail=f"holdout arm '{arm}': receives nothing, tracked for the experiment",
+                send_key=key,
+                variant=arm,
+            ),
+            "contact_id": person.id,
+        }
+    )
+
+
 def _plan_action(
     plan: _Plan,
     playbook: CompiledPlaybook,
@@ -594,6 +663,8 @@ def _plan_action(
             "account_id": enrollment.account_id,
             "contact_id": base["contact_id"],
             "payload": payload,
+            "variant": None,
+            "not_before": None,
             "error": None,
             "created_at": base["at"],
             "updated_at": base["at"],

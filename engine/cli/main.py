@@ -332,6 +332,26 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+@app.command("demo-engagement")
+def demo_engagement(
+    now: NowOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 7,
+) -> None:
+    """Post what recipients did with the sent emails (delivered, opens, clicks, bounces,
+    unsubscribes) as signed SendGrid events through the real webhook app: demo data for
+    `touchflow experiments` and `touchflow audit`."""
+    from engine.demo_engagement import post_engagement
+
+    settings = load_settings()
+    engine = open_store(settings.database_url)
+    done = post_engagement(engine, parse_now(now), seed)
+    out.print(
+        f"posted {done.events} signed events for {done.messages} sent emails: "
+        f"{done.stored} stored, {done.suppressed} addresses suppressed",
+        markup=False,
+    )
+
+
 @app.command()
 def audit(
     playbook: Annotated[str | None, typer.Option(help="Only this playbook.")] = None,
@@ -377,6 +397,143 @@ def audit(
     for row in shown:
         table.add_row(*(str(row[c]) if row[c] is not None else "" for c in columns))
     out.print(table)
+
+
+@app.command()
+def experiments(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[PLAYBOOK | promote PLAYBOOK STEP ARM]",
+            help="A playbook id to report on (default: every playbook); or `promote PLAYBOOK STEP ARM`.",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare on this metric: delivered, opened, clicked, converted, unsubscribed, bounced, "
+            "or all (default: each experiment's own)."
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (one object per line per arm).")] = "table",
+) -> None:
+    """Compare the arms of every email experiment with the control, or promote a winning arm.
+
+    experiments [PLAYBOOK]: each arm's rate, 95% interval, lift, Holm-corrected p-value and verdict.
+
+    experiments promote PLAYBOOK STEP ARM: ARM gets all the weight in the file; review with git diff, commit.
+    """
+    from engine.experiments.report import METRICS, ReportError
+
+    words = list(args or [])
+    if words[:1] == ["promote"]:
+        if metric is not None or fmt != "table":
+            err.print("error: --metric and --format are for the report, not for promote", markup=False)
+            raise typer.Exit(2)
+        _promote_arm(words[1:])
+        return
+    if len(words) > 1:
+        err.print(
+            f"error: give at most one playbook id, not {len(words)} ({' '.join(words)}); "
+            "to promote an arm: touchflow experiments promote PLAYBOOK STEP ARM",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    if fmt not in ("table", "csv", "json"):
+        err.print(f"error: --format must be table, csv or json, not '{fmt}'", markup=False)
+        raise typer.Exit(2)
+    if metric is not None and metric != "all" and metric not in METRICS:
+        err.print(f"error: --metric must be one of {', '.join(METRICS)} or all, not '{metric}'", markup=False)
+        raise typer.Exit(2)
+    playbook = words[0] if words else None
+    settings = load_settings()
+    project = project_or_exit(settings)
+    from engine.experiments.report import all_rows, as_csv, as_json_lines, experiment_report
+
+    engine = open_store(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            results = experiment_report(conn, project, playbook, metric)
+    except ReportError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not results:
+        found = f"playbook '{playbook}' has no" if playbook else "no playbook has an"
+        message = f"{found} email step with an experiment (add `experiment:` with arms to an email step)"
+        (out if fmt == "table" else err).print(message, markup=False, soft_wrap=True)
+    if fmt != "table":
+        for chunk in (as_json_lines if fmt == "json" else as_csv)(all_rows(results)):
+            sys.stdout.write(chunk)
+        return
+    from engine.experiments.report import (
+        OVERVIEW_COLUMNS,
+        arm_label,
+        ci_text,
+        heading,
+        lift_text,
+        overview,
+        p_text,
+        rate_text,
+    )
+
+    for result in results:
+        out.print(heading(result), markup=False, style="bold", soft_wrap=True)
+        out.print(result.summary, markup=False, soft_wrap=True)
+        table = Table()
+        for col in ("arm", "n", "conversions", "rate", "95% CI", "lift vs control", "p (Holm)", "verdict"):
+            right = col in ("n", "conversions", "rate", "p (Holm)")
+            table.add_column(col, justify="right" if right else "left", overflow="fold")
+        for a in result.report.arms:
+            table.add_row(
+                arm_label(a.arm, a.is_control, a.holdout),
+                str(a.n),
+                str(a.conversions),
+                rate_text(a.conversions, a.n),
+                ci_text(a.ci_low, a.ci_high),
+                lift_text(a.lift_abs, a.lift_rel),
+                p_text(a.p_value_holm),
+                a.verdict,
+            )
+        out.print(table)
+        if result.declared:  # every metric at a glance, under the experiment's own
+            rates = Table(title="every metric per arm (enrolled, sent: counts; the others: rates)")
+            for col in OVERVIEW_COLUMNS:
+                rates.add_column(col, justify="left" if col == "arm" else "right")
+            for row in overview(result):
+                rates.add_row(*(row[c] for c in OVERVIEW_COLUMNS))
+            out.print(rates)
+        out.print("")
+
+
+def _promote_arm(words: list[str]) -> None:
+    from engine.experiments.promote import PromoteError, promote
+    from engine.experiments.report import ReportError, find_playbook_file
+
+    if len(words) != 3:
+        err.print("error: usage: touchflow experiments promote PLAYBOOK STEP ARM", markup=False)
+        raise typer.Exit(2)
+    playbook, step, arm = words
+    settings = load_settings()
+    try:
+        path = find_playbook_file(settings.playbooks_dir, playbook)
+        result = promote(path, step, arm)
+    except (ReportError, PromoteError) as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(result.describe(), markup=False, soft_wrap=True)
+    if result.changed:
+        try:
+            shown = path.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = path
+        out.print(
+            f"review the change with `git diff {shown}` and commit it; new subjects are assigned with these "
+            "weights from the next tick (rows already planned keep their arm)",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks: the engine against the floor.")

@@ -372,6 +372,7 @@ def _audit_base(row: Row[Any], now: datetime, run_id: str) -> dict[str, Any]:
         "contact_id": row.contact_id,
         "channel": row.channel,
         "send_key": row.send_key,
+        "variant": row.variant,
     }
 
 
@@ -510,7 +511,7 @@ def _build_email(
     if not contact:
         raise RenderError(f"contact {row.contact_id} no longer exists")
     chain = locale_chain(contact.get("locale"), context["account"].get("locale"))
-    rendered = renderer.render(row.payload["template"], chain, context)
+    rendered = renderer.render(row.payload["template"], chain, context, subject=row.payload.get("subject"))
     for who, address in (("recipient", contact["email"]), ("sender", context["sender"]["email"])):
         problem = email_problem(address or "")
         if problem:
@@ -525,6 +526,7 @@ def _build_email(
         playbook_id=row.playbook_id,
         step_id=row.step_id,
         at=now,
+        variant=row.variant,
         unsubscribe_url=context["unsubscribe_url"],
     )
     return outgoing

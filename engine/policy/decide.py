@@ -180,7 +180,7 @@ class _Count:
     @property
     def room_at(self) -> datetime:
         """When the oldest sends have left the window and the count is below the limit again."""
-        return self.times[len(self.times) - self.cap.limit] + self.cap.window
+        return self.times[len(self.times) - self.cap.limit + 1 if len(self.times) > self.cap.limit else -1] + self.cap.window
 
 
 def decide(candidates: Sequence[Candidate], history: Sequence[PastSend], now: datetime) -> list[Verdict]:
@@ -243,7 +243,7 @@ def _count(cap: Cap, candidate: Candidate, sends: _Sends, now: datetime) -> _Cou
     else:
         subject, pool = candidate.account_id, sends.by_account.get(candidate.account_id, [])
     since = now - cap.window
-    counted = [s for s in pool if s.at >= since and (cap.playbook_id is None or s.playbook_id == cap.playbook_id)]
+    counted = [s for s in pool if s.at > since and (cap.playbook_id is None or s.playbook_id == cap.playbook_id)]
     winners = [s.playbook_id for s in counted if s.priority is not None and s.priority > candidate.priority]
     return _Count(cap, subject, [s.at for s in counted], winners)
 

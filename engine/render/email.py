@@ -98,8 +98,9 @@ class EmailRenderer:
                 return loc
         raise RenderError(f"template '{name}' has no file for locales {', '.join(c or 'default' for c in chain)}")
 
-    def render(self, name: str, chain: list[str], context: dict[str, Any]) -> RenderedEmail:
-        """Render template `name` in the first available locale of `chain`."""
+    def render(self, name: str, chain: list[str], context: dict[str, Any], subject: str | None = None) -> RenderedEmail:
+        """Render template `name` in the first available locale of `chain`; `subject` (a short
+        template, e.g. an experiment arm's) replaces the template's subject block."""
         locale = self.pick(name, chain)
         filename = template_filename(name, locale)
         try:
@@ -109,6 +110,10 @@ class EmailRenderer:
             if block is None:
                 raise RenderError(f"{filename} defines no {{% block subject %}}")
             subject_html = "".join(block(template.new_context(context)))
+            if subject is not None:
+                if isinstance(subject, dict):  # per locale: this email's, else English, else any
+                    subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
+                subject_html = html.escape(_INLINE.from_string(subject).render(context))
         except TemplateError as exc:
             raise RenderError(f"{filename}: {exc}") from None
         except Exception as exc:  # a runtime error in template logic (1/0, a bad filter argument)

@@ -41,8 +41,9 @@ class Arm(SpecModel):
     """Share of subjects, relative to the other arms' weights (0 stops assigning to it)."""
     holdout: bool = False
     """Subjects in this arm receive nothing, but are tracked (the lift of sending at all)."""
-    subject: str | None = Field(default=None, min_length=1)
-    """A subject line replacing the template's; a template: `{{ account.name }}, one year!`."""
+    subject: str | dict[str, str] | None = None
+    """A subject line replacing the template's; a template: `{{ account.name }}, one year!`.
+    Per locale: `{en: "One year together", ko: "함께한 1년"}` (the email's locale, else `en`)."""
     template: str | None = Field(default=None, pattern=TEMPLATE_NAME)
     """Another template for this arm."""
     from_: Literal["csm", "team"] | None = Field(default=None, alias="from")

@@ -84,6 +84,15 @@ def _step(
             yield (*at, "email", "to"), "a contact subject is the recipient; remove 'to'"
         if not renderer.variants(email.template):
             yield (*at, "email", "template"), _missing_template(renderer, email.template)
+        for n, arm in enumerate(email.experiment.arms if email.experiment else []):
+            where = (*at, "email", "experiment", "arms", n)
+            if arm.template is not None and not renderer.variants(arm.template):
+                yield (*where, "template"), _missing_template(renderer, arm.template)
+            subjects = arm.subject if isinstance(arm.subject, dict) else {"": arm.subject or ""}
+            for locale, text in subjects.items() if arm.subject is not None else ():
+                error = inline_template_error(text) if text.strip() else "the subject is empty"
+                if error:
+                    yield (*where, "subject", *((locale,) if locale else ())), error
     elif isinstance(step, TaskStep):
         for key in ("title", "body"):
             error = inline_template_error(getattr(step.task, key))
@@ -278,4 +287,8 @@ def _value(info: FieldInfo, op: str, value: Any, at: Path) -> Iterator[tuple[Pat
 
 
 def _templates_used(spec: Playbook) -> list[str]:
-    return sorted({s.email.template for s in spec.steps if isinstance(s, EmailStep)})
+    used = {s.email.template for s in spec.steps if isinstance(s, EmailStep)}
+    for s in spec.steps:
+        if isinstance(s, EmailStep) and s.email.experiment is not None:
+            used.update(a.template for a in s.email.experiment.arms if a.template)
+    return sorted(used)

@@ -289,6 +289,23 @@ def test_next_allowed_is_the_earliest_allowed_moment(
         assert calendar.blocked(at + timedelta(minutes=int(probe * minutes)), tz) is not None
 
 
+minutes_of_day = st.integers(0, 24 * 60 - 1)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(
+    minutes_of_day, minutes_of_day, st.sampled_from(["start", "end", "anywhere"]), st.integers(-1, 1), minutes_of_day
+)
+def test_quiet_hours_bounds(start: int, end: int, near: str, nudge: int, anywhere: int) -> None:
+    """Quiet hours hold from `start` (included) to `end` (excluded), wrapping or not."""
+    if start == end:
+        return
+    clock = ({"start": start, "end": end}.get(near, anywhere) + nudge) % (24 * 60)
+    calendar = Calendar(time(start // 60, start % 60), time(end // 60, end % 60))
+    length = (end - start) % (24 * 60)
+    assert calendar.in_quiet_hours(time(clock // 60, clock % 60)) == ((clock - start) % (24 * 60) < length)
+
+
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(questions(), st.sampled_from(["anywhere", "quiet_start", "quiet_end"]), st.integers(-1, 1))
 def test_blocked_agrees_with_minute_arithmetic(question: tuple[datetime, str, Calendar], snap: str, nudge: int) -> None:
