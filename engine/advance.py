@@ -583,6 +583,7 @@ def _plan_email(
                         reason=reason,
                         detail=problem,
                         send_key=key,
+                        variant=arm.id if arm is not None else None,
                     ),
                     "contact_id": person.id,
                 }

@@ -87,7 +87,6 @@ class Reason(StrEnum):
     OVER_CSM_CAPACITY = "over_csm_capacity"
     TASK_UPDATED = "task_updated"
     HOLDOUT = "holdout"
-    EXPERIMENT_ARM = "experiment_arm"
 
 
 def audit_row(

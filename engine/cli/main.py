@@ -529,8 +529,8 @@ def _promote_arm(words: list[str]) -> None:
         except ValueError:
             shown = path
         out.print(
-            f"review the change with `git diff {shown}` and commit it; new subjects are assigned with these "
-            "weights from the next tick (rows already planned keep their arm)",
+            f"review the change with `git diff {shown}` and commit it; from the next tick, subjects reaching "
+            "the step on this version get these weights (rows already planned keep their arm)",
             markup=False,
             soft_wrap=True,
         )

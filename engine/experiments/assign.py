@@ -3,8 +3,9 @@
 The same subject always lands in the same arm of the same experiment — across ticks, processes
 and playbook versions — without storing anything first; the assignment is then recorded on the
 ledger row (`variant`) and in the audit. Changing the experiment's `id` re-draws everyone (a
-reset). Changing weights (e.g. `experiments promote`) moves only subjects not yet assigned a
-message: rows already planned keep their arm.
+reset). Changing weights (e.g. `experiments promote`) applies to messages planned from then on
+under the new version: rows already planned keep their arm, and enrollments in flight follow
+the playbook's `versions.on_change` (with `continue`, the version — and weights — they entered with).
 """
 
 from __future__ import annotations

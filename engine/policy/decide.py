@@ -155,7 +155,21 @@ class _Sends:
     by_contact: dict[int, list[_Send]] = field(default_factory=dict)
     by_account: dict[int, list[_Send]] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, history: Sequence[PastSend]) -> _Sends:
+        """The history grouped and sorted (once: it may be long, the in-call additions are few)."""
+        sends = cls()
+        for past in history:
+            send = _Send(past.at, past.playbook_id, None)
+            sends.by_account.setdefault(past.account_id, []).append(send)
+            if past.contact_id is not None:
+                sends.by_contact.setdefault(past.contact_id, []).append(send)
+        for pool in (*sends.by_account.values(), *sends.by_contact.values()):
+            pool.sort(key=lambda s: s.at)
+        return sends
+
     def add(self, account_id: int, contact_id: int | None, send: _Send) -> None:
+        """Count one more send, keeping the lists sorted."""
         insort(self.by_account.setdefault(account_id, []), send, key=lambda s: s.at)
         if contact_id is not None:
             insort(self.by_contact.setdefault(contact_id, []), send, key=lambda s: s.at)
@@ -180,7 +194,7 @@ class _Count:
     @property
     def room_at(self) -> datetime:
         """When the oldest sends have left the window and the count is below the limit again."""
-        return self.times[len(self.times) - self.cap.limit + 1 if len(self.times) > self.cap.limit else -1] + self.cap.window
+        return self.times[len(self.times) - self.cap.limit] + self.cap.window
 
 
 def decide(candidates: Sequence[Candidate], history: Sequence[PastSend], now: datetime) -> list[Verdict]:
@@ -191,9 +205,7 @@ def decide(candidates: Sequence[Candidate], history: Sequence[PastSend], now: da
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         raise ValueError(f"send keys must be unique within a call: {dupes}")
 
-    sends = _Sends()
-    for past in history:
-        sends.add(past.account_id, past.contact_id, _Send(past.at, past.playbook_id, None))
+    sends = _Sends.of(history)
 
     verdicts = []
     for candidate in ordered:
