@@ -23,13 +23,17 @@ demo: $(STAMP)
 	$(BIN)/touchflow run --now $(DEMO_NOW)
 	@echo "Run it again — nothing is sent twice:"
 	$(BIN)/touchflow run --now $(DEMO_NOW)
-	@echo "Recipients open, click, bounce and unsubscribe (signed events through the webhook):"
-	$(BIN)/touchflow demo-engagement --now $(DEMO_NOW)
-	$(BIN)/touchflow experiments anniversary
-	@echo "Why each message was sent, deferred or skipped (touchflow audit --summary):"
+	@echo "Why each message was sent, deferred or skipped (touchflow audit):"
 	$(BIN)/touchflow audit --summary
 	$(BIN)/touchflow audit --reason capped_contact_daily --limit 3
 	$(BIN)/touchflow audit --reason deferred_quiet_hours --limit 3
+	@echo "Six more mornings: deferred messages go out on their next allowed day, under the caps:"
+	@for day in 25 26 27 28 29 30; do \
+	  $(BIN)/touchflow run --now 2026-11-$${day}T09:00 --json > /dev/null && echo "  tick of 2026-11-$$day done"; \
+	done
+	@echo "Recipients open, click, bounce and unsubscribe (signed events through the webhook):"
+	$(BIN)/touchflow demo-engagement --now 2026-11-30T12:00
+	$(BIN)/touchflow experiments anniversary
 
 test: lint typecheck pytest
 
