@@ -95,7 +95,9 @@ def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[st
     stmt = (
         update(ledger)
         .where(ledger.c.id.in_(ids), ledger.c.status == "planned")
-        .values(status="claimed", updated_at=now)
+        # A row back from a 429 or a dead dispatcher was cleared before but never sent: it is
+        # judged afresh, and until then counts against nobody's cap (engine/policy/gate.py).
+        .values(status="claimed", updated_at=now, approved_at=None)
         .returning(ledger.c.id)
     )
     return sorted(r.id for r in conn.execute(stmt))
@@ -160,7 +162,7 @@ def deliver(
 ) -> DispatchResult:
     """Render and deliver claimed rows; record each outcome and its audit row.
 
-    Rows go through in windows of `2 × concurrency`: a window is rendered, marked `sending`
+    Rows go through in windows of `4 × concurrency`: a window is rendered, marked `sending`
     (committed) and handed to the sending threads; while it is in flight the next window renders
     and the outcomes of the one before are written, a window per statement. So a crash strands at
     most two windows (left `sending`, reconciled later, never resent blindly), and the threads
@@ -189,7 +191,7 @@ def deliver(
             if commit is not None:
                 commit()
 
-    window = max(1, policy.concurrency) * 2
+    window = max(1, policy.concurrency) * 4
     with _Sender(channel, policy, now) as sender:
         for start in range(0, len(rows), window):
             part = rows[start : start + window]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
@@ -96,7 +96,9 @@ def gate(
             writes.append(_row_update(row, "claimed", now, row.not_before, row.error))
             result.cleared.append(row)
         elif verdict.action == "defer":
-            writes.append(_row_update(row, "planned", None, verdict.until, verdict.detail))
+            # Never due again at this very `now`: a dispatcher would spin on it.
+            until = max(verdict.until or now, now + timedelta(minutes=1))
+            writes.append(_row_update(row, "planned", None, until, verdict.detail))
             audits.append(_audit(row, now, run_id, Decision.DEFERRED, Reason(verdict.reason), _detail(verdict)))
             result.deferred[row.playbook_id] = result.deferred.get(row.playbook_id, 0) + 1
         else:

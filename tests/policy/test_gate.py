@@ -36,7 +36,7 @@ from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.reconcile import reconcile
 from engine.policy.gate import gate
 from engine.project import Project, load_project
-from engine.spec.policy import Caps, CapLimits, Policy, QuietHours
+from engine.spec.policy import CapLimits, Caps, Policy, QuietHours
 from engine.store.models import accounts, audit_log, contacts, ledger, suppressions
 from tests.factories import Store, project
 
@@ -57,7 +57,12 @@ def playbook(
     steps: str | None = None,
 ) -> str:
     """A playbook sending one email to `roles` the day after the contract starts."""
-    lines = [f"id: {pid}", f"name: {pid.title()}", f"priority: {priority}", "trigger: {date: contract_start, offset: 1d}"]
+    lines = [
+        f"id: {pid}",
+        f"name: {pid.title()}",
+        f"priority: {priority}",
+        "trigger: {date: contract_start, offset: 1d}",
+    ]
     if policy is not None:
         lines.append(f"policy: {policy}")
     lines.append("steps:")
@@ -216,8 +221,11 @@ def test_contact_daily_cap_from_touchflow_yaml_defers_the_lower_priority_playboo
 
 @pytest.mark.parametrize(
     ("priorities", "winner", "reason"),
-    [((20, 80), "welcome", "lower_priority"), ((80, 20), "survey", "lower_priority"),
-     ((50, 50), "survey", "capped_contact_daily")],  # fmt: skip
+    [
+        ((20, 80), "welcome", "lower_priority"),
+        ((80, 20), "survey", "lower_priority"),
+        ((50, 50), "survey", "capped_contact_daily"),
+    ],
     ids=["welcome-higher", "survey-higher", "tie"],
 )
 def test_priority_decides_a_contested_cap(
@@ -230,7 +238,9 @@ def test_priority_decides_a_contested_cap(
     admin = store.contact(new_account(store, NOW), "admin")
     survey_p, welcome_p = priorities
     proj = make_project(
-        tmp_path, db_url, {"survey": playbook("survey", priority=survey_p), "welcome": playbook("welcome", priority=welcome_p)}
+        tmp_path,
+        db_url,
+        {"survey": playbook("survey", priority=survey_p), "welcome": playbook("welcome", priority=welcome_p)},
     )
     plan(db, proj, NOW, "survey", "welcome")
     channel = Recorder()
@@ -252,8 +262,7 @@ def test_a_cap_counts_what_earlier_dispatches_cleared(db: Engine, db_url: str, t
     the last one waits for the later of the two caps' room (the week's), with both numbers."""
     store = Store(db, NOW)
     admin = store.contact(new_account(store, NOW), "admin")
-    proj = make_project(tmp_path, db_url, {"first": playbook("first"), "second": playbook("second"),
-                                          "third": playbook("third")})  # fmt: skip
+    proj = make_project(tmp_path, db_url, {pid: playbook(pid) for pid in ("first", "second", "third")})
     rules = Policy(caps=contact_cap(day=1, week=2))
     channel = Recorder()
     plan(db, proj, NOW, "first")
@@ -521,14 +530,14 @@ def test_suppression_is_checked_again_at_dispatch(db: Engine, db_url: str, tmp_p
     assert {r.status for r in rows_of(db)} == {"planned"}
 
     with db.begin() as conn:
+        listed = {"gone@acme.example": "unsubscribe", f"person{bounced}@acme.example": "bounce"}
         conn.execute(
             suppressions.insert(),
             [
-                {"email": "gone@acme.example", "reason": "unsubscribe", "source": "manual", "created_at": NOW, "detail": ""},
-                {"email": f"person{bounced}@acme.example", "reason": "bounce", "source": "sendgrid_webhook",
-                 "created_at": NOW, "detail": ""},
+                {"email": address, "reason": why, "source": "sendgrid_webhook", "created_at": NOW, "detail": ""}
+                for address, why in listed.items()
             ],
-        )  # fmt: skip
+        )
         conn.execute(update(contacts).where(contacts.c.id == private).values(traits={"do_not_contact": True}))
         conn.execute(update(accounts).where(accounts.c.id == closed).values(traits={"do_not_contact": True}))
 
@@ -621,9 +630,9 @@ def test_failed_and_retried_sends_do_not_use_up_the_cap(db: Engine, db_url: str,
     proj = make_project(tmp_path, db_url, {"first": playbook("first"), "second": playbook("second")})
     rules = Policy(caps=contact_cap(day=1))
     plan(db, proj, NOW, "first")
-    refused, busy = one_row(db, "first", refused_to), one_row(db, "first", busy_to)
+    busy_id = one_row(db, "first", busy_to).id
     with db.begin() as conn:  # dispatch them one at a time, each through its own failing channel
-        conn.execute(update(ledger).where(ledger.c.id == busy.id).values(not_before=NOW + timedelta(minutes=1)))
+        conn.execute(update(ledger).where(ledger.c.id == busy_id).values(not_before=NOW + timedelta(minutes=1)))
     assert dispatch(db, proj, NOW, Refusing("permanent"), rules).failed == {"first": 1}
     assert dispatch(db, proj, NOW + timedelta(minutes=1), Refusing("retry"), rules).emails == {}
     refused, busy = one_row(db, "first", refused_to), one_row(db, "first", busy_to)
@@ -638,15 +647,6 @@ def test_failed_and_retried_sends_do_not_use_up_the_cap(db: Engine, db_url: str,
     assert {r.contact_id for r in rows_of(db, "second") if r.status == "sent"} == {refused_to, busy_to}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: a row that was cleared (approved_at set) and came back to `planned` without being sent "
-        "(a 429 retry in deliver._write_all, or reconcile's claimed → planned) keeps its approved_at; when it is "
-        "claimed again, gate._history counts it (status `claimed` is in COUNTED, approved_at inside the window) "
-        "as a past send against its own cap, so it is deferred by itself"
-    ),
-)
 @pytest.mark.parametrize("how", ["retry_after_429", "requeued_by_reconcile"])
 def test_a_message_back_in_the_queue_does_not_count_against_itself(
     db: Engine, db_url: str, tmp_path: Path, how: str
