@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -109,3 +110,29 @@ def test_the_sendgrid_api_key_can_come_from_a_prefect_secret_block(
     missing = DeliverySettings.model_validate({"channel": "sendgrid", "sendgrid": {"api_key_block": "no-such-block"}})
     with pytest.raises(ChannelConfigError, match="no-such-block"):
         make_channel(missing, tmp_path)
+
+
+def test_the_global_send_rate_can_be_kept_by_a_prefect_concurrency_limit(harness: None) -> None:
+    """With a Prefect server, `rate_limit: N` uses a global concurrency limit with slot decay:
+    once its slots are taken, the next reservation waits for them to decay."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from engine.policy.ratelimit import PrefectRateLimiter
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="touchflow-send-test", limit=20, slot_decay_per_second=40.0)
+        )
+    limiter = PrefectRateLimiter(rate=40.0, name="touchflow-send-test")
+    first = limiter.reserve(20)
+    started = time.monotonic()
+    second = limiter.reserve(20)  # the 20 slots decay at 40 a second: about half a second
+    waited = time.monotonic() - started
+    assert waited > 0.2
+    assert [round(b - a, 3) for a, b in itertools.pairwise(first)] == [0.025] * 19
+    assert second[0] >= first[-1]
+    with pytest.raises(Exception, match="touchflow-send-missing"):
+        PrefectRateLimiter(rate=5.0, name="touchflow-send-missing").reserve(1)
