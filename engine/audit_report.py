@@ -55,7 +55,10 @@ def parse_moment(value: str, now: datetime) -> datetime:
     offset), or a duration back from `now` such as `7d` or `12h`."""
     text = value.strip()
     if re.fullmatch(r"\d+\s*[smhdw]", text):
-        return now - parse_duration(text, signed=False)
+        try:
+            return now - parse_duration(text, signed=False)
+        except OverflowError:
+            raise ValueError(f"'{value}' reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -361,7 +361,7 @@ def audit(
     decision: Annotated[str | None, typer.Option(help="Only this decision, e.g. deferred.")] = None,
     since: Annotated[str | None, typer.Option(help="From this date/time (ISO 8601) or this long ago (7d).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date/time, or this long ago.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json (one object per line).")] = "table",
     summary: Annotated[bool, typer.Option("--summary", help="Only the count of each decision and reason.")] = False,
 ) -> None:
@@ -381,6 +381,14 @@ def audit(
     engine = open_store(load_settings().database_url)
     with engine.connect() as conn:
         rows = query_audit(conn, where)
+        if summary and fmt != "table":  # the counts, in the asked format
+            counts = [{"decision": d, "reason": r, "count": n} for d, r, n in reason_counts(list(rows))]
+            if fmt == "json":
+                sys.stdout.writelines(json.dumps(c) + "\n" for c in counts)
+            else:
+                sys.stdout.write("decision,reason,count\n")
+                sys.stdout.writelines(f"{c['decision']},{c['reason']},{c['count']}\n" for c in counts)
+            return
         if fmt != "table":
             for chunk in (as_json_lines if fmt == "json" else as_csv)(rows):
                 sys.stdout.write(chunk)

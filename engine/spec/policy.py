@@ -14,8 +14,8 @@ policy:
   holidays: [2026-12-25, 2027-01-01]
   rate_limit: 50                  # messages per second across every dispatcher
   csm:
-    max_open_tasks: 25
-    overflow: team_queue
+    assign: least_loaded          # or owner, round_robin
+    max_open_tasks: 25            # more wait in the team's queue
 ```
 """
 
