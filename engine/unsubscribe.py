@@ -18,7 +18,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 SECRET_ENV = "TOUCHFLOW_UNSUBSCRIBE_SECRET"
 PUBLIC_URL_ENV = "TOUCHFLOW_PUBLIC_URL"
@@ -44,7 +44,8 @@ class UnsubscribeLinks:
 
     def url(self, send_key: str) -> str:
         """The unsubscribe link of the message with `send_key`."""
-        return f"{self.base_url}/unsubscribe?{urlencode({'k': send_key, 't': self.token(send_key)})}"
+        key = send_key if send_key.isalnum() else quote(send_key, safe="")  # send keys are hex
+        return f"{self.base_url}/unsubscribe?k={key}&t={self.token(send_key)}"
 
     def valid(self, send_key: str, token: str) -> bool:
         """Whether `token` is the signature of `send_key` (compared in constant time)."""

@@ -105,11 +105,13 @@ class EmailRenderer:
         filename = template_filename(name, locale)
         try:
             template = self.env.get_template(filename)
-            html_body = template.render(context)
             block = template.blocks.get("subject")
             if block is None:
                 raise RenderError(f"{filename} defines no {{% block subject %}}")
-            subject_html = "".join(block(template.new_context(context)))
+            # One Jinja context for the body and the subject block (as Template.render builds it).
+            jinja_context = template.new_context(context)
+            html_body = "".join(template.root_render_func(jinja_context))
+            subject_html = "".join(block(jinja_context))
             if subject is not None:
                 if isinstance(subject, dict):  # per locale: this email's, else English, else any
                     subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
@@ -125,11 +127,12 @@ class EmailRenderer:
         if not subject:
             raise RenderError(f"{filename}: the subject is empty")
         # Email clients drop <style> blocks: move the layout's CSS onto each element.
-        inlined = css_inline.inline(html_body)
+        inlined = _INLINER.inline(html_body)
         return RenderedEmail(subject, inlined, html_to_text(html_body), locale, filename)
 
 
 _INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_INLINER = css_inline.CSSInliner()  # thread-safe; one instance instead of one per message
 
 
 def inline_template_error(source: str) -> str | None:
