@@ -29,7 +29,7 @@ from engine.policy.calendar import Calendar
 from engine.policy.gate import WEEKDAYS, gate, lock
 from engine.policy.ratelimit import RateLimiter, wait_until
 from engine.policy.tasks import add_business_days, owner_team, place_task
-from engine.render import EmailRenderer, RenderError, locale_chain, render_inline
+from engine.render import EmailRenderer, RenderedEmail, RenderError, locale_chain, render_inline
 from engine.spec.policy import Policy
 from engine.spec.steps import TaskAction, WebhookAction
 from engine.store.models import accounts, contacts, csms, ledger
@@ -225,6 +225,7 @@ def _prepare(
     """Settle what needs no provider (tasks, webhooks, render failures); build the emails."""
     done: list[_Outcome] = []
     outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]] = []
+    pending: list[tuple[Row[Any], dict[str, Any], RenderJob]] = []
     for row in rows:
         base = _audit_base(row, now, run_id)
         playbook = playbooks.get(row.playbook_id)
@@ -246,13 +247,19 @@ def _prepare(
                 )
                 done.append(_Outcome(row, "sent", audit, provider_id=f"http:{status}"))
             else:
-                outgoing.append((row, base, _build_email(row, playbook, ctx, renderer, now)))
+                pending.append((row, base, _email_job(row, playbook, ctx)))
         except RenderError as exc:
             done.append(_failed(row, base, Reason.RENDER_FAILED, str(exc)))
         except WebhookError as exc:
             done.append(_failed(row, base, Reason.WEBHOOK_FAILED, str(exc)))
         except Exception as exc:
             done.append(_failed(row, base, Reason.CHANNEL_ERROR, f"{type(exc).__name__}: {exc}"))
+    for row, base, (name, chain, context, subject) in pending:
+        try:
+            rendered = renderer.render(name, chain, context, subject=subject)
+            outgoing.append((row, base, _email(row, context, rendered, now)))
+        except RenderError as exc:
+            done.append(_failed(row, base, Reason.RENDER_FAILED, str(exc)))
     return done, outgoing
 
 
@@ -505,20 +512,28 @@ def template_context(
     }
 
 
-def _build_email(
-    row: Row[Any], playbook: CompiledPlaybook, ctx: _Context, renderer: EmailRenderer, now: datetime
-) -> OutgoingEmail:
+RenderJob = tuple[str, list[str], dict[str, Any], str | dict[str, str] | None]
+"""What rendering one email needs: template name, locale chain, context, subject override."""
+
+
+def _email_job(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) -> RenderJob:
+    """What rendering the row's email needs: template, locale chain, context, subject override."""
     context = _template_context(row, playbook, ctx)
     contact = context["contact"]
     if not contact:
         raise RenderError(f"contact {row.contact_id} no longer exists")
     chain = locale_chain(contact.get("locale"), context["account"].get("locale"))
-    rendered = renderer.render(row.payload["template"], chain, context, subject=row.payload.get("subject"))
+    return row.payload["template"], chain, context, row.payload.get("subject")
+
+
+def _email(row: Row[Any], context: dict[str, Any], rendered: RenderedEmail, now: datetime) -> OutgoingEmail:
+    """The rendered email, addressed (both addresses checked: never a bad header)."""
+    contact = context["contact"]
     for who, address in (("recipient", contact["email"]), ("sender", context["sender"]["email"])):
         problem = email_problem(address or "")
         if problem:
             raise RenderError(f"{who}: {problem}")
-    outgoing = OutgoingEmail(
+    return OutgoingEmail(
         send_key=row.send_key,
         sender_name=context["sender"]["name"],
         sender_email=context["sender"]["email"],
@@ -531,7 +546,6 @@ def _build_email(
         variant=row.variant,
         unsubscribe_url=context["unsubscribe_url"],
     )
-    return outgoing
 
 
 def _build_task(

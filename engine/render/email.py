@@ -98,7 +98,9 @@ class EmailRenderer:
                 return loc
         raise RenderError(f"template '{name}' has no file for locales {', '.join(c or 'default' for c in chain)}")
 
-    def render(self, name: str, chain: list[str], context: dict[str, Any], subject: str | None = None) -> RenderedEmail:
+    def render(
+        self, name: str, chain: list[str], context: dict[str, Any], subject: str | dict[str, str] | None = None
+    ) -> RenderedEmail:
         """Render template `name` in the first available locale of `chain`; `subject` (a short
         template, e.g. an experiment arm's) replaces the template's subject block."""
         locale = self.pick(name, chain)
@@ -116,19 +118,21 @@ class EmailRenderer:
                 if isinstance(subject, dict):  # per locale: this email's, else English, else any
                     subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
                 subject_html = html.escape(_INLINE.from_string(subject).render(context))
+        except RenderError:
+            raise
         except TemplateError as exc:
             raise RenderError(f"{filename}: {exc}") from None
         except Exception as exc:  # a runtime error in template logic (1/0, a bad filter argument)
             raise RenderError(f"{filename}: {type(exc).__name__}: {exc}") from None
-        subject = html.unescape(subject_html).strip()
-        if len(subject.splitlines()) > 1 or "\r" in subject or "\n" in subject:
+        line = html.unescape(subject_html).strip()
+        if len(line.splitlines()) > 1 or "\r" in line or "\n" in line:
             # splitlines() is the email library's notion of a line break (CR, LF, U+2028, …).
-            raise RenderError(f"{filename}: the subject contains a line break: {subject!r}")
-        if not subject:
+            raise RenderError(f"{filename}: the subject contains a line break: {line!r}")
+        if not line:
             raise RenderError(f"{filename}: the subject is empty")
         # Email clients drop <style> blocks: move the layout's CSS onto each element.
         inlined = _INLINER.inline(html_body)
-        return RenderedEmail(subject, inlined, html_to_text(html_body), locale, filename)
+        return RenderedEmail(line, inlined, html_to_text(html_body), locale, filename)
 
 
 _INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
