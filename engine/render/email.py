@@ -114,6 +114,9 @@ class EmailRenderer:
             jinja_context = template.new_context(context)
             html_body = "".join(template.root_render_func(jinja_context))
             subject_html = "".join(block(jinja_context))
+            # A written plain-text part (`{% block text %}`), else one generated from the HTML.
+            text_block = template.blocks.get("text")
+            written = html.unescape("".join(text_block(jinja_context))) if text_block is not None else None
             if subject is not None:
                 if isinstance(subject, dict):  # per locale: this email's, else English, else any
                     subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
@@ -132,7 +135,8 @@ class EmailRenderer:
             raise RenderError(f"{filename}: the subject is empty")
         # Email clients drop <style> blocks: move the layout's CSS onto each element.
         inlined = _INLINER.inline(html_body)
-        return RenderedEmail(line, inlined, html_to_text(html_body), locale, filename)
+        text = written.strip() + "\n" if written is not None else html_to_text(html_body)
+        return RenderedEmail(line, inlined, text, locale, filename)
 
 
 _INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

@@ -7,12 +7,13 @@ import re
 
 _BLOCKS = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"})
 # Whole elements whose content is not text: removed in one C-level pass (unclosed: to the end).
-_HIDDEN = re.compile(r"<(head|title|style|script)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
+_HIDDEN = re.compile(r"<(head|title|style|script)\b[^>]*(?<!/)>.*?(?:</\1\s*>|\Z)", re.I | re.S)
 _COMMENTS = re.compile(r"<!--.*?(?:-->|\Z)|<![^>]*>|<\?[^>]*>", re.S)
 _TAG = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)((?:[^>"']|"[^"]*"|'[^']*')*)>""")
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _SPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_BREAK = "\x00"  # a line break from a tag, kept apart from the text's own whitespace
 
 
 def html_to_text(markup: str) -> str:
@@ -29,7 +30,7 @@ def html_to_text(markup: str) -> str:
         out = ""
         if not closing:
             if name in _BLOCKS:
-                out = "\n- " if name == "li" else "\n"
+                out = _BREAK + "- " if name == "li" else _BREAK
             if name == "a":
                 found = _HREF.search(attrs)
                 href[0] = next(g for g in found.groups() if g is not None) if found else None
@@ -37,13 +38,15 @@ def html_to_text(markup: str) -> str:
                 return out
         # an end tag, or the end half of <br/>
         if name in _BLOCKS and name != "li":
-            out += "\n"
+            out += _BREAK
         if name == "a" and href[0]:
             out += f" ({href[0]})"
             href[0] = None
         return out
 
-    text = _COMMENTS.sub("", _HIDDEN.sub("", markup))
-    text = html.unescape(_TAG.sub(tag, _SPACE.sub(" ", text)))
+    text = _COMMENTS.sub("", _HIDDEN.sub("", markup.replace(_BREAK, "")))
+    # Tags become break markers first; entities are decoded after (so `&lt;p&gt;` stays text) and
+    # only then is whitespace collapsed, as a browser would (`&nbsp;` included).
+    text = _SPACE.sub(" ", html.unescape(_TAG.sub(tag, text))).replace(_BREAK, "\n")
     lines = [line.strip() for line in text.splitlines()]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
