@@ -20,6 +20,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
@@ -49,8 +50,12 @@ class GateResult:
 
 
 def lock(conn: Connection, name: str, now: datetime) -> None:
-    """Hold the named lock row until this transaction ends."""
-    conn.execute(update(locks).where(locks.c.name == name).values(held_at=now))
+    """Hold the named lock row until this transaction ends (creating the row if it is missing)."""
+    taken = conn.execute(update(locks).where(locks.c.name == name).values(held_at=now))
+    if taken.rowcount == 0:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(locks).values(name=name, held_at=now).on_conflict_do_nothing(index_elements=["name"]))
+        conn.execute(update(locks).where(locks.c.name == name).values(held_at=now))
 
 
 def gate(

@@ -684,3 +684,18 @@ def test_a_message_back_in_the_queue_does_not_count_against_itself(
     assert [(a.reason, a.detail) for a in policy_audits(db, row.send_key)] == []
     assert (result.emails, channel.keys) == ({"hello": 1}, [row.send_key])
     assert one_row(db, "hello", admin).status == "sent"
+
+
+def test_the_policy_lock_row_is_recreated_when_missing(db: Engine) -> None:
+    """A store whose `locks` row was deleted still serialises the gate: the row comes back."""
+    from sqlalchemy import delete
+
+    from engine.policy.gate import lock
+    from engine.store.models import locks
+
+    with db.begin() as conn:
+        conn.execute(delete(locks))
+    with db.begin() as conn:
+        lock(conn, "policy", NOW)
+    with db.connect() as conn:
+        assert conn.execute(select(locks.c.name, locks.c.held_at)).all() == [("policy", NOW)]
