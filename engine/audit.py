@@ -83,7 +83,7 @@ class Reason(StrEnum):
     CAPPED_PLAYBOOK_ACCOUNT_WEEKLY = "capped_playbook_account_weekly"
     CAPPED_PLAYBOOK_ACCOUNT_MONTHLY = "capped_playbook_account_monthly"
     LOWER_PRIORITY = "lower_priority"
-    CLEARED_BY_POLICY = "sent"
+    CLEARED_BY_POLICY = "sent"  # the policy's "send" verdict; the audit row is the delivery's own
     OVER_CSM_CAPACITY = "over_csm_capacity"
     TASK_UPDATED = "task_updated"
     HOLDOUT = "holdout"

@@ -47,13 +47,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from engine.dispatch import NullChannel
+from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.webhook import no_post
+from engine.policy.ratelimit import UNLIMITED
 from engine.project import Project
 from engine.spec.base import format_duration, parse_duration
 from engine.store.bulk import bulk_insert, deferred_indexes
 from engine.store.db import connect, migrate
 from engine.store.models import accounts, contacts, csms, enrollments, events, ledger, tasks
-from engine.tick import run_stages
+from engine.tick import run_stages, team_sender
 
 MIN_STEP = timedelta(hours=1)
 """The shortest time between two simulated ticks."""
@@ -255,7 +257,9 @@ def _tuples(rows: Any) -> Iterator[tuple[Any, ...]]:
 def _tick(scratch: Engine, project: Project, playbook_ids: Sequence[str], now: datetime) -> None:
     """The stages of one tick at `now`, on the scratch database."""
     run_id = f"simulate-{now.isoformat(timespec='minutes')}"
-    run_stages(scratch, project, list(playbook_ids), now, run_id, NullChannel(), post=no_post)
+    # No global rate: nothing leaves a simulation, and it must not take real send slots.
+    policy = SendPolicy(team_sender=team_sender(project), limiter=UNLIMITED)
+    run_stages(scratch, project, list(playbook_ids), now, run_id, NullChannel(), policy=policy, post=no_post)
 
 
 # --- the report -----------------------------------------------------------------------------

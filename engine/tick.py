@@ -8,6 +8,7 @@ on one connection and rolls back, so it writes nothing.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -71,12 +72,17 @@ def _fill(summary: PlaybookSummary, ev: EvaluateResult, adv: AdvanceResult) -> N
 
 
 def claim_batch(
-    engine: Engine, now: datetime, limit: int = DISPATCH_BATCH, playbook_ids: list[str] | None = None
+    engine: Engine,
+    now: datetime,
+    limit: int = DISPATCH_BATCH,
+    playbook_ids: list[str] | None = None,
+    token: str | None = None,
+    priorities: dict[str, int] | None = None,
 ) -> list[int]:
-    """Claim a batch of planned ledger rows (of `playbook_ids`, when given); commits, so other
-    dispatchers skip them."""
+    """Claim a batch of planned ledger rows (of `playbook_ids`, when given; higher `priorities`
+    first); commits, so other dispatchers skip them. Pass the same `token` to `deliver_batch`."""
     with engine.begin() as conn:
-        return claim(conn, limit, now, playbook_ids)
+        return claim(conn, limit, now, playbook_ids, token, priorities)
 
 
 def deliver_batch(
@@ -88,11 +94,15 @@ def deliver_batch(
     run_id: str,
     post: Callable[..., int] = post_json,
     policy: SendPolicy | None = None,
+    token: str | None = None,
 ) -> DispatchResult:
-    """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks."""
+    """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks.
+    With the claim's `token`, rows requeued and claimed elsewhere meanwhile are left alone."""
     with engine.connect() as conn:
         how = with_project(policy or SendPolicy(team_sender=team_sender(project)), project, engine)
-        result = deliver(conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit)
+        result = deliver(
+            conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit, token
+        )
         conn.commit()
         return result
 
@@ -115,6 +125,11 @@ def make_limiter(rules: Policy, engine: Engine) -> RateLimiter | None:
     if use_prefect:
         return PrefectRateLimiter(rules.rate_limit)
     return DatabaseRateLimiter(engine, rules.rate_limit)
+
+
+def priorities(project: Project) -> dict[str, int]:
+    """Playbook id → its `priority`, for claiming the higher ones first."""
+    return {p.id: p.spec.priority for p in project.playbooks}
 
 
 def team_sender(project: Project) -> tuple[str, str]:
@@ -142,8 +157,11 @@ def run_stages(
     evaluate and advance each playbook, then claim and deliver their planned rows in batches.
     For simulations and tests; the flow itself adds reconciliation and runs each stage as a task."""
     summaries = {pid: evaluate_and_advance(engine, project, pid, now, run_id, channel.name) for pid in playbook_ids}
-    while ids := claim_batch(engine, now, playbook_ids=playbook_ids):
-        merge(summaries, deliver_batch(engine, project, ids, channel, now, run_id, post, policy))
+    ranks = priorities(project)
+    while ids := claim_batch(
+        engine, now, playbook_ids=playbook_ids, token=(token := uuid.uuid4().hex), priorities=ranks
+    ):
+        merge(summaries, deliver_batch(engine, project, ids, channel, now, run_id, post, policy, token))
     return summaries
 
 
@@ -174,7 +192,7 @@ def dry_run(
                 ev = evaluate(conn, project.by_id()[pid], now, run_id)
                 adv = advance(conn, project.by_id()[pid], now, run_id, channel.name, project.versions)
                 _fill(summaries[pid], ev, adv)
-            while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids):
+            while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids, priorities=priorities(project)):
                 merge(
                     summaries,
                     deliver(

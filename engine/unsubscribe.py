@@ -2,7 +2,7 @@
 
 The token is an HMAC-SHA256 of the send key under a secret only Touchflow knows, so a link
 cannot be forged or guessed from another one (send keys alone are derived from public facts).
-One link unsubscribes the address its message went to, nothing else.
+One link unsubscribes the contact its message was for (the contact's address as it is now).
 
 The secret comes from `TOUCHFLOW_UNSUBSCRIBE_SECRET` (every dispatcher and `touchflow serve`
 must share it), else from `.touchflow/unsubscribe.key` in the project, created on first use —
@@ -49,7 +49,7 @@ class UnsubscribeLinks:
 
     def valid(self, send_key: str, token: str) -> bool:
         """Whether `token` is the signature of `send_key` (compared in constant time)."""
-        return bool(send_key) and hmac.compare_digest(self.token(send_key), token)
+        return bool(send_key) and hmac.compare_digest(self.token(send_key).encode(), token.encode())
 
 
 def load_links(project_dir: Path | None) -> UnsubscribeLinks:
@@ -68,8 +68,9 @@ def _key_file_secret(path: Path) -> bytes:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        tmp.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32) + "\n")
         # link() fails when the file exists: two processes creating it at once agree on the
         # first one's secret, and nobody ever reads a half-written file.
         try:

@@ -50,11 +50,12 @@ def evaluate_and_advance(playbook_id: str, now: datetime, run_id: str) -> dict[s
 def dispatch_batch(now: datetime, run_id: str, playbook_ids: list[str]) -> dict[str, dict[str, int]] | None:
     """Claim and deliver one batch of planned messages, tasks and webhooks; None when none is left."""
     engine, project = _runtime()
-    ids = api.claim_batch(engine, now, playbook_ids=playbook_ids)
+    token = uuid.uuid4().hex  # this batch's claim: delivery touches only rows still held under it
+    ids = api.claim_batch(engine, now, playbook_ids=playbook_ids, token=token, priorities=api.priorities(project))
     if not ids:
         return None
     channel, policy = make_channel(project.delivery, project.settings.outbox_dir)
-    return api.deliver_batch(engine, project, ids, channel, now, run_id, policy=policy).as_dict()
+    return api.deliver_batch(engine, project, ids, channel, now, run_id, policy=policy, token=token).as_dict()
 
 
 @task(name="reconcile", cache_policy=NONE)

@@ -120,3 +120,18 @@ def test_forged_or_unknown_links_change_nothing(db: Engine) -> None:
     assert suppressed(db) == []
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 0
+
+
+def test_a_token_that_is_not_ascii_is_refused_not_a_crash(db: Engine) -> None:
+    assert not LINKS.valid("key-1", "é")
+    with TestClient(create_app(db, None, clock=lambda: NOW, links=LINKS)) as client:
+        assert client.get("/unsubscribe?k=key-1&t=%C3%A9").status_code == 403
+        assert client.post("/unsubscribe?k=key-1&t=%C3%A9").status_code == 403
+
+
+def test_the_confirmation_form_posts_to_a_relative_url(db: Engine) -> None:
+    url = LINKS.url("key-1").removeprefix(LINKS.base_url)
+    with TestClient(create_app(db, None, clock=lambda: NOW, links=LINKS)) as client:
+        page = client.get(url)
+    query = url.split("?", 1)[1].replace("&", "&amp;")  # HTML-escaped in the attribute
+    assert f'action="?{query}"' in page.text

@@ -336,13 +336,26 @@ def serve(
 def demo_engagement(
     now: NowOption = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 7,
+    force: Annotated[
+        bool, typer.Option("--force", help="Post even when the channel is not the outbox (never on a real store).")
+    ] = False,
 ) -> None:
     """Post what recipients did with the sent emails (delivered, opens, clicks, bounces,
     unsubscribes) as signed SendGrid events through the real webhook app: demo data for
     `touchflow experiments` and `touchflow audit`."""
+    from engine.delivery_config import load_delivery
     from engine.demo_engagement import post_engagement
 
     settings = load_settings()
+    channel = load_delivery(settings.project_dir).channel
+    if channel != "outbox" and not force:
+        # Invented bounces and unsubscribes would suppress real addresses and settle real rows.
+        err.print(
+            f"error: the channel is {channel}: demo-engagement invents events, so it only runs on a demo store "
+            "that sends to the outbox (--force to insist)",
+            markup=False,
+        )
+        raise typer.Exit(2)
     engine = open_store(settings.database_url)
     done = post_engagement(engine, parse_now(now), seed)
     out.print(

@@ -1,6 +1,6 @@
 """Claim planned ledger rows atomically, then deliver them and record sent / failed.
 
-Claiming flips `planned → sending` in its own committed transaction (with SKIP LOCKED on
+Claiming flips `planned → claimed` in its own committed transaction (with SKIP LOCKED on
 PostgreSQL), so two dispatchers never take the same row; a crash after the claim leaves
 `sending` rows to reconcile, never a blind resend.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, case, or_, select, update
 
 from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
@@ -73,8 +74,20 @@ class DispatchResult:
         )
 
 
-def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[str] | None = None) -> list[int]:
+def claim(
+    conn: Connection,
+    limit: int,
+    now: datetime,
+    playbook_ids: Sequence[str] | None = None,
+    token: str | None = None,
+    priorities: dict[str, int] | None = None,
+) -> list[int]:
     """Mark up to `limit` planned rows as claimed and return their ids. The caller commits.
+
+    The rows carry `token` (default: a fresh one): `deliver(..., token=...)` handles only rows
+    still held under it, so a claim that outlived `reconcile_after` — its rows requeued and
+    claimed again elsewhere — sends nothing. With `priorities` (playbook → priority), the
+    higher-priority playbooks' rows are claimed first, so caps go to them across batches too.
 
     `claimed` means "this dispatcher will handle it": nothing has gone out yet. A row becomes
     `sending` only just before its request, a few at a time, so a crash strands at most the
@@ -84,7 +97,10 @@ def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[st
     planned messages wait, and rows of a playbook no longer loaded stay planned, not failed.
     """
     due = or_(ledger.c.not_before.is_(None), ledger.c.not_before <= now)
-    pick = select(ledger.c.id).where(ledger.c.status == "planned", due).order_by(ledger.c.id).limit(limit)
+    order: list[Any] = [ledger.c.id]
+    if priorities:
+        order.insert(0, case(priorities, value=ledger.c.playbook_id, else_=0).desc())
+    pick = select(ledger.c.id).where(ledger.c.status == "planned", due).order_by(*order).limit(limit)
     if playbook_ids is not None:
         pick = pick.where(ledger.c.playbook_id.in_(list(playbook_ids)))
     if conn.dialect.name == "postgresql":
@@ -97,7 +113,7 @@ def claim(conn: Connection, limit: int, now: datetime, playbook_ids: Sequence[st
         .where(ledger.c.id.in_(ids), ledger.c.status == "planned")
         # A row back from a 429 or a dead dispatcher was cleared before but never sent: it is
         # judged afresh, and until then counts against nobody's cap (engine/policy/gate.py).
-        .values(status="claimed", updated_at=now, approved_at=None)
+        .values(status="claimed", updated_at=now, approved_at=None, claim_token=token or uuid.uuid4().hex)
         .returning(ledger.c.id)
     )
     return sorted(r.id for r in conn.execute(stmt))
@@ -159,8 +175,10 @@ def deliver(
     post: Callable[..., int] = post_json,
     policy: SendPolicy = SendPolicy(),
     commit: Callable[[], None] | None = None,
+    token: str | None = None,
 ) -> DispatchResult:
-    """Render and deliver claimed rows; record each outcome and its audit row.
+    """Render and deliver claimed rows; record each outcome and its audit row. With `token` (the
+    claim's), rows no longer held under it are left alone.
 
     Rows go through in windows of `4 × concurrency`: a window is rendered, marked `sending`
     (committed) and handed to the sending threads; while it is in flight the next window renders
@@ -174,6 +192,8 @@ def deliver(
     """
     result = DispatchResult()
     rows = conn.execute(select(ledger).where(ledger.c.id.in_(ids)).order_by(ledger.c.id)).all()
+    if token is not None:
+        rows = [r for r in rows if r.claim_token == token and r.status == "claimed"]
     rules = policy.rules or Policy()
     ctx = replace(_load_context(conn, rows, policy.team_sender, policy.links), rules=rules)
     # The policy first, in its own short transaction (it holds the policy lock): only what it
@@ -200,10 +220,12 @@ def deliver(
             if outgoing:
                 # Send times under the global rate (each thread waits for its message's moment).
                 slots = policy.limiter.reserve(len(outgoing)) if policy.limiter is not None else None
-                _mark_sending(conn, [row.id for row, _, _ in outgoing], now)
+                moved = _mark_sending(conn, [row for row, _, _ in outgoing], now)
                 if commit is not None:
                     commit()
-                sender.submit(outgoing, slots)
+                # Only what is still ours goes out: never a row another dispatcher now holds.
+                mine = [item for item in outgoing if item[0].id in moved]
+                sender.submit(mine, slots[: len(mine)] if slots is not None else None)
             while sender.in_flight > 1:  # keep one window sending while the next one renders
                 settle(sender.collect_oldest())
         while sender.in_flight:
@@ -235,9 +257,11 @@ def _prepare(
             if row.kind == "task":
                 done.append(_task_outcome(row, playbook, ctx, now, base, ctx.rules))
             elif row.kind == "webhook":
-                _mark_sending(conn, [row.id], now)  # the POST may land even if we die now
+                moved = _mark_sending(conn, [row], now)  # the POST may land even if we die now
                 if commit is not None:
                     commit()
+                if row.id not in moved:
+                    continue  # requeued meanwhile: another dispatcher holds it
                 status, where = _call_webhook(row, playbook, ctx, post)
                 audit = audit_row(
                     **base,
@@ -263,12 +287,24 @@ def _prepare(
     return done, outgoing
 
 
-def _mark_sending(conn: Connection, ids: list[int], now: datetime) -> None:
-    conn.execute(
-        update(ledger)
-        .where(ledger.c.id.in_(ids), ledger.c.status == "claimed")
-        .values(status="sending", updated_at=now)
-    )
+def _mark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> set[int]:
+    """claimed → sending for the rows this dispatcher still holds (its claim token); returns them.
+    A row requeued meanwhile (a claim that outlived `reconcile_after`) is someone else's now."""
+    moved: set[int] = set()
+    for token in {r.claim_token for r in rows}:
+        ids = [r.id for r in rows if r.claim_token == token]
+        stmt = (
+            update(ledger)
+            .where(ledger.c.id.in_(ids), ledger.c.status == "claimed", _held(token))
+            .values(status="sending", updated_at=now)
+            .returning(ledger.c.id)
+        )
+        moved.update(conn.execute(stmt).scalars())
+    return moved
+
+
+def _held(token: str | None) -> Any:
+    return ledger.c.claim_token.is_(None) if token is None else ledger.c.claim_token == token
 
 
 class _Sender:
@@ -408,7 +444,11 @@ def _failed(row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -
 def _write_all(
     conn: Connection, outcomes: Sequence[_Outcome], now: datetime, result: DispatchResult, rules: Policy
 ) -> None:
-    """Write a window of outcomes: ledger rows (one executemany), tasks, and their audit rows."""
+    """Write a window of outcomes: ledger rows (one executemany), tasks, and their audit rows —
+    only for rows this dispatcher still holds (a reconciliation or another dispatcher wins)."""
+    outcomes = _still_held(conn, outcomes)
+    if not outcomes:
+        return
     with_tasks = [o for o in outcomes if o.task is not None]
     if with_tasks:
         lock(conn, "policy", now)  # dedupe and CSM capacity hold across dispatchers
@@ -425,6 +465,7 @@ def _write_all(
         params.append(
             {
                 "row_id": row.id,
+                "held_by": row.claim_token,
                 "new_status": o.status,
                 "new_error": o.error,
                 "new_provider_id": o.provider_id if o.provider_id is not None else row.provider_message_id,
@@ -437,7 +478,7 @@ def _write_all(
     in_hand = or_(ledger.c.status == "claimed", ledger.c.status == "sending")
     stmt = (
         update(ledger)
-        .where(ledger.c.id == bindparam("row_id"), in_hand)
+        .where(ledger.c.id == bindparam("row_id"), in_hand, ledger.c.claim_token == bindparam("held_by"))
         .values(
             status=bindparam("new_status"),
             error=bindparam("new_error"),
@@ -457,6 +498,16 @@ def _write_all(
             result.failed[o.row.playbook_id] += 1
         elif o.status == "skipped":
             result.skipped[o.row.playbook_id] += 1
+
+
+def _still_held(conn: Connection, outcomes: Sequence[_Outcome]) -> list[_Outcome]:
+    """The outcomes whose rows are still claimed or sending under this dispatcher's claim token."""
+    ids = [o.row.id for o in outcomes]
+    query = select(ledger.c.id, ledger.c.claim_token).where(
+        ledger.c.id.in_(ids), ledger.c.status.in_(["claimed", "sending"])
+    )
+    held = {r.id: r.claim_token for r in conn.execute(query)}
+    return [o for o in outcomes if o.row.id in held and held[o.row.id] == o.row.claim_token]
 
 
 def _load_context(

@@ -90,6 +90,8 @@ def _settle(
         return 0
     ids = [r.id for r in rows]
     values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == "planned":
+        values["claim_token"] = None  # back in the queue: the dead dispatcher's claim is void
     if error is not None:
         values["error"] = error
     for start in range(0, len(ids), 1000):

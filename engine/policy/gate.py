@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,16 @@ from engine.policy.calendar import Calendar
 from engine.policy.decide import Candidate, Cap, PastSend, Verdict, decide
 from engine.spec.policy import Caps, Policy
 from engine.store.models import ledger, locks, suppressions
+
+
+def zone_exists(name: str) -> bool:
+    """Whether `name` is a time zone this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
 
 COUNTED = ("claimed", "sending", "sent", "unknown")
 """Statuses of cleared rows that count toward caps (failed and deferred rows do not)."""
@@ -113,7 +124,11 @@ def gate(
     if writes:
         conn.execute(
             update(ledger)
-            .where(ledger.c.id == bindparam("row_id"), ledger.c.status == "claimed")
+            .where(
+                ledger.c.id == bindparam("row_id"),
+                ledger.c.status == "claimed",
+                ledger.c.claim_token == bindparam("held_by"),
+            )
             .values(
                 status=bindparam("new_status"),
                 approved_at=bindparam("new_approved_at"),
@@ -133,6 +148,7 @@ def _row_update(
 ) -> dict[str, Any]:
     return {
         "row_id": row.id,
+        "held_by": row.claim_token,
         "new_status": status,
         "new_approved_at": approved_at,
         "new_not_before": not_before,
@@ -205,7 +221,9 @@ def _candidate(
         caps += project_caps(own.caps, playbook.id)
     contact = contacts_by_id.get(row.contact_id) if row.contact_id is not None else None
     account = accounts_by_id.get(row.account_id)
-    zone = (contact or {}).get("timezone") or (account or {}).get("timezone") or policy.timezone
+    # The first zone that exists: contact, account, project, UTC (bad data never stops dispatch).
+    named = [(contact or {}).get("timezone"), (account or {}).get("timezone"), policy.timezone]
+    zone = next((z for z in named if z and zone_exists(z)), "UTC")
     return Candidate(
         key=row.send_key,
         playbook_id=row.playbook_id,

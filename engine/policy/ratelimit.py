@@ -10,7 +10,8 @@ bursts, and the rate holds in any window, not just on average.
   PostgreSQL alike). Used when no Prefect server is configured.
 * `PrefectRateLimiter`: Prefect's global concurrency limit with slot decay (`rate_limit`), for
   deployments that run on a Prefect server: `prefect gcl create touchflow-send --limit N
-  --slot-decay-per-second R`. Prefect grants slots; this paces the granted ones at `rate`.
+  --slot-decay-per-second R`. Prefect grants a slot per message; its decay sets the pace (a
+  burst of up to N after a pause, then R a second).
 
 Reservations are not refunded: a dispatcher that dies leaves a gap of at most its window.
 """
@@ -73,21 +74,36 @@ class DatabaseRateLimiter:
 
 
 class PrefectRateLimiter:
-    """Prefect's global concurrency limit `name` (with slot decay) grants the slots; the granted
-    messages are paced at `rate` from the moment of the grant."""
+    """Prefect's global concurrency limit `name` (with slot decay) grants one slot per message;
+    each message may go the moment its slot is granted, so the server's decay is the pace for
+    every dispatcher together. (One slot at a time: asking for more than the limit's size at once
+    is refused by the server.)"""
 
     def __init__(self, rate: float, name: str = DEFAULT_NAME) -> None:
         self.rate, self.name = rate, name
 
     def reserve(self, n: int) -> list[float]:
-        """Wait for `n` slots of the Prefect limit; returns their send times."""
-        if n <= 0:
-            return []
+        """Wait for a slot per message, one after the other; returns the moments they were granted."""
         from prefect.concurrency.sync import rate_limit
 
-        rate_limit(self.name, occupy=n, strict=True)  # strict: a missing limit is an error, not a no-op
-        start = time.time()
-        return [start + i / self.rate for i in range(n)]
+        granted: list[float] = []
+        for _ in range(max(0, n)):
+            rate_limit(self.name, occupy=1, strict=True)  # strict: a missing limit is an error, not a no-op
+            granted.append(time.time())
+        return granted
+
+
+class Unlimited:
+    """No rate at all: simulations and dry runs send nothing, so they wait for nothing."""
+
+    rate = float("inf")
+
+    def reserve(self, n: int) -> list[float]:
+        """Send times that have all passed already."""
+        return [0.0] * max(0, n)
+
+
+UNLIMITED = Unlimited()
 
 
 def wait_until(moment: float, sleep: Callable[[float], None] = time.sleep) -> None:

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from engine.spec.base import SpecModel
 from engine.spec.steps import CLOCK, Weekday
 
 ALL_DAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-PERIOD_HOURS = {"day": 24, "week": 7 * 24, "month": 30 * 24}
-"""Cap windows are rolling: a `week` cap holds in every 7 × 24 hours, not per calendar week."""
 
 
 class CapLimits(SpecModel):
@@ -100,6 +99,15 @@ class Policy(SpecModel):
     server), the store, or `auto`: Prefect when PREFECT_API_URL is set, else the store."""
     csm: CsmPolicy = CsmPolicy()
     """CSM task assignment and workload."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone, e.g. Asia/Seoul or Europe/London") from None
+        return value
 
 
 class PlaybookPolicy(SpecModel):

@@ -254,6 +254,7 @@ class LedgerEntry(Base):
     not_before: Mapped[datetime | None] = mapped_column(DateTime)  # retry after a 429/5xx, or a deferral
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)  # cleared by the policy: counts toward caps
     variant: Mapped[str | None] = mapped_column(String(40))  # experiment arm
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # which claim holds the row
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 

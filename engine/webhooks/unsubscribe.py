@@ -85,7 +85,8 @@ def unsubscribe_routes(engine: Engine, links: UnsubscribeLinks, clock: Callable[
         key, token = request.query_params.get("k", ""), request.query_params.get("t", "")
         if not links.valid(key, token):
             return _page(403, "This unsubscribe link is not valid", "Please use the link from the email itself.")
-        action = html.escape(str(request.url), quote=True)
+        # Relative: behind a TLS-terminating proxy the absolute URL would say http://.
+        action = html.escape("?" + request.url.query, quote=True)
         form = f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button></form>'
         return _page(200, "Unsubscribe from these emails?", "You will not receive these emails any more.", form)
 

@@ -699,3 +699,63 @@ def test_the_policy_lock_row_is_recreated_when_missing(db: Engine) -> None:
         lock(conn, "policy", NOW)
     with db.connect() as conn:
         assert conn.execute(select(locks.c.name, locks.c.held_at)).all() == [("policy", NOW)]
+
+
+def test_a_claim_that_expired_meanwhile_sends_nothing_and_writes_nothing(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """A dispatcher whose claim outlived `reconcile_after` (reconciliation put its rows back and
+    another dispatcher claimed them) must not send them too: its claim token no longer matches."""
+    from engine.dispatch.reconcile import reconcile
+
+    proj = make_project(tmp_path, db_url, {"one": playbook("one")})
+    store = Store(db, NOW)
+    for _ in range(3):
+        store.contact(new_account(store, NOW))
+    plan(db, proj, NOW, "one")
+    slow = tick.claim_batch(db, NOW, token="slow")
+    later = NOW + timedelta(hours=1)
+    with db.begin() as conn:
+        assert reconcile(conn, later, timedelta(minutes=15), "reconcile").requeued == len(slow)
+    fast = tick.claim_batch(db, later, token="fast")
+    assert sorted(fast) == sorted(slow)
+    first, second = Recorder(), Recorder()
+    tick.deliver_batch(db, proj, slow, first, NOW, "slow", token="slow")  # the expired claim wakes up
+    tick.deliver_batch(db, proj, fast, second, later, "fast", token="fast")
+    assert first.keys == [] and len(second.keys) == len(fast) == len(set(second.keys))
+    assert {r.status for r in rows_of(db, "one")} == {"sent"}
+
+
+def test_higher_priority_rows_are_claimed_first_across_batches(db: Engine, db_url: str, tmp_path: Path) -> None:
+    """Caps go to the higher-priority playbook even when its rows come in a later claim batch
+    (they are claimed first): batches of one, the low-priority row planned first."""
+    proj = make_project(
+        tmp_path,
+        db_url,
+        {"low": playbook("low", priority=10), "high": playbook("high", priority=90)},
+        "policy: {caps: {contact: {day: 1}}}\n",
+    )
+    store = Store(db, NOW)
+    store.contact(new_account(store, NOW))
+    plan(db, proj, NOW, "low", "high")
+    channel = Recorder()
+    ranks = tick.priorities(proj)
+    while ids := tick.claim_batch(db, NOW, 1, token=(token := f"t{len(channel.sent)}"), priorities=ranks):
+        tick.deliver_batch(db, proj, ids, channel, NOW, "run", token=token)
+    assert [r.status for r in rows_of(db, "high")] == ["sent"]
+    assert [r.status for r in rows_of(db, "low")] == ["planned"]
+
+
+def test_a_time_zone_nobody_knows_falls_back_instead_of_stopping_dispatch(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """A contact whose time zone is garbage is judged in the account's (then the project's, then
+    UTC) — the batch goes on."""
+    proj = make_project(
+        tmp_path, db_url, {"one": playbook("one")}, 'policy: {quiet_hours: {start: "20:00", end: "08:00"}}\n'
+    )
+    store = Store(db, NOW)
+    store.contact(new_account(store, NOW, timezone="Asia/Seoul"), timezone="Mars/Olympus")
+    plan(db, proj, NOW, "one")
+    result = dispatch(db, proj, NOW, Recorder())
+    assert result.emails == {"one": 1}  # 14:00 in Seoul: allowed (14:00 is inside nobody's quiet hours)

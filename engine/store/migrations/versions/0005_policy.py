@@ -1,4 +1,4 @@
-"""Policy: caps history and experiment arm on the ledger, task dedupe and queues, locks, rate limits
+"""Policy: caps history, experiment arm and claim token on the ledger, task dedupe and queues, locks, rate limits
 
 Revision ID: 0005
 Revises: 0004
@@ -20,6 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.add_column(sa.Column("approved_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("variant", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("claim_token", sa.String(length=32), nullable=True))
         batch_op.create_index("ix_ledger_contact_approved", ["contact_id", "approved_at"], unique=False)
         batch_op.create_index("ix_ledger_account_approved", ["account_id", "approved_at"], unique=False)
     with op.batch_alter_table("tasks", schema=None) as batch_op:
@@ -55,5 +56,6 @@ def downgrade() -> None:
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_account_approved")
         batch_op.drop_index("ix_ledger_contact_approved")
+        batch_op.drop_column("claim_token")
         batch_op.drop_column("variant")
         batch_op.drop_column("approved_at")
