@@ -122,7 +122,9 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class ArmMetrics:
-    """Every metric of one arm of one experiment."""
+    """Every metric of one arm of one experiment, counted in subjects (enrollments): arms are
+    assigned per subject, so `sent` is the subjects sent the email and `opened` those where any
+    recipient opened it."""
 
     arm: str
     holdout: bool = False
@@ -291,7 +293,9 @@ def load_arm_metrics(
         select(
             ledger.c.variant,
             func.count(distinct(ledger.c.enrollment_id)).label("enrolled"),
-            func.count(case((is_sent, ledger.c.id))).label("sent"),
+            # Per subject, the unit arms are assigned by: an account mailed at three roles is one
+            # trial, not three independent ones (that would make the p-values too small).
+            func.count(distinct(case((is_sent, ledger.c.enrollment_id)))).label("sent"),
             func.count(distinct(case((converted, e.id)))).label("converted"),
         )
         .select_from(ledger.outerjoin(enrollments, e.id == ledger.c.enrollment_id))
@@ -318,7 +322,7 @@ def load_arm_metrics(
         select(
             ledger.c.variant,
             *(
-                func.count(distinct(case((happened.c.event.in_(names), ledger.c.send_key)))).label(name)
+                func.count(distinct(case((happened.c.event.in_(names), ledger.c.enrollment_id)))).label(name)
                 for name, names in EVENTS.items()
             ),
         )
