@@ -6,9 +6,6 @@ Every row of `audit_log` is one decision with a stable reason code and the numbe
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,25 +98,6 @@ def query_audit(conn: Connection, where: AuditFilter) -> Iterator[dict[str, Any]
             "variant": row.variant,
             "send_key": row.send_key,
         }
-
-
-def as_json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """One JSON object per line."""
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"
-
-
-def as_csv(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """CSV with a header row; empty cells for missing values."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
 
 
 def reason_counts(rows: list[dict[str, Any]]) -> list[tuple[str, str, int]]:

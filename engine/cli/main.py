@@ -379,7 +379,8 @@ def audit(
     summary: Annotated[bool, typer.Option("--summary", help="Only the count of each decision and reason.")] = False,
 ) -> None:
     """What the engine decided and why: sends, deferrals, caps, suppressions, tasks, failures."""
-    from engine.audit_report import AuditFilter, as_csv, as_json_lines, parse_moment, query_audit, reason_counts
+    from engine.audit_report import FIELDS, AuditFilter, parse_moment, query_audit, reason_counts
+    from engine.output import as_csv, as_json_lines
 
     if fmt not in ("table", "csv", "json"):
         err.print(f"error: --format must be table, csv or json, not '{fmt}'", markup=False)
@@ -394,17 +395,12 @@ def audit(
     engine = open_store(load_settings().database_url)
     with engine.connect() as conn:
         rows = query_audit(conn, where)
-        if summary and fmt != "table":  # the counts, in the asked format
-            counts = [{"decision": d, "reason": r, "count": n} for d, r, n in reason_counts(list(rows))]
-            if fmt == "json":
-                sys.stdout.writelines(json.dumps(c) + "\n" for c in counts)
-            else:
-                sys.stdout.write("decision,reason,count\n")
-                sys.stdout.writelines(f"{c['decision']},{c['reason']},{c['count']}\n" for c in counts)
-            return
         if fmt != "table":
-            for chunk in (as_json_lines if fmt == "json" else as_csv)(rows):
-                sys.stdout.write(chunk)
+            fields: tuple[str, ...] = FIELDS
+            if summary:  # the counts, in the asked format
+                rows = iter([{"decision": d, "reason": r, "count": n} for d, r, n in reason_counts(list(rows))])
+                fields = ("decision", "reason", "count")
+            sys.stdout.writelines(as_json_lines(rows) if fmt == "json" else as_csv(rows, fields))
             return
         shown = list(rows)
     if summary:
@@ -471,7 +467,8 @@ def experiments(
     playbook = words[0] if words else None
     settings = load_settings()
     project = project_or_exit(settings)
-    from engine.experiments.report import all_rows, as_csv, as_json_lines, experiment_report
+    from engine.experiments.report import FIELDS, all_rows, experiment_report
+    from engine.output import as_csv, as_json_lines
 
     engine = open_store(settings.database_url)
     try:
@@ -485,8 +482,8 @@ def experiments(
         message = f"{found} email step with an experiment (add `experiment:` with arms to an email step)"
         (out if fmt == "table" else err).print(message, markup=False, soft_wrap=True)
     if fmt != "table":
-        for chunk in (as_json_lines if fmt == "json" else as_csv)(all_rows(results)):
-            sys.stdout.write(chunk)
+        rows = all_rows(results)
+        sys.stdout.writelines(as_json_lines(rows) if fmt == "json" else as_csv(rows, FIELDS))
         return
     from engine.experiments.report import (
         OVERVIEW_COLUMNS,

@@ -29,9 +29,6 @@ Rows whose arm is no longer in the playbook are left out, and named in `unknown_
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +62,6 @@ __all__ = [
     "ArmMetrics",
     "ExperimentResult",
     "ReportError",
-    "as_csv",
-    "as_json_lines",
     "compare_arms",
     "experiment_report",
     "find_playbook_file",
@@ -430,25 +425,6 @@ def all_rows(results: Iterable[ExperimentResult]) -> Iterator[dict[str, Any]]:
     """Every row of every result, in order."""
     for result in results:
         yield from result.rows()
-
-
-def as_json_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """One JSON object per line."""
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"
-
-
-def as_csv(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """CSV with a header row; empty cells for missing values."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
 
 
 def arm_label(arm: str, is_control: bool, holdout: bool) -> str:
