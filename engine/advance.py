@@ -526,9 +526,17 @@ def _plan_email(
         return
     experiment = spec.email.experiment
     arm = None
+    subject = f"{enrollment.subject_type}:{enrollment.subject_id}"
     if experiment is not None:
-        subject = f"{enrollment.subject_type}:{enrollment.subject_id}"
         arm = assign(experiment, experiment_id(experiment, playbook.id, step.id), subject)
+    held_by = _held_out_by(playbook, subject)
+    if held_by is not None and (arm is None or not arm.holdout):
+        # A holdout measures sending nothing at all: its subjects get none of this playbook's
+        # emails, the later ones (a follow-up, a reminder) included.
+        for person in people:
+            key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
+            _hold_out(plan, step, person, key, held_by, enrollment, playbook, batch, base)
+        return
     payload: dict[str, Any] = {"template": spec.email.template, "from": spec.email.from_}
     not_before = None
     if arm is not None:
@@ -592,6 +600,18 @@ def _plan_email(
             plan.result.emails_planned += 1
 
 
+def _held_out_by(playbook: CompiledPlaybook, subject: str) -> str | None:
+    """The holdout arm `subject` falls in, in any experiment of the playbook (assignment is a pure
+    function of the experiment and the subject, so no lookup is needed)."""
+    for step in playbook.steps:
+        experiment = step.spec.email.experiment if isinstance(step.spec, EmailStep) else None
+        if experiment is not None and any(a.holdout for a in experiment.arms):
+            arm = assign(experiment, experiment_id(experiment, playbook.id, step.id), subject)
+            if arm.holdout:
+                return arm.id
+    return None
+
+
 def _hold_out(
     plan: _Plan,
     step: CompiledStep,
@@ -632,7 +652,7 @@ def _hold_out(
                 channel=batch.channel,
                 decision=Decision.SKIPPED,
                 reason=Reason.HOLDOUT,
-                detail=f"holdout arm '{arm}': receives nothing, tracked for the experiment",
+                detail=f"holdout arm '{arm}': receives none of this playbook's emails, tracked for the experiment",
                 send_key=key,
                 variant=arm,
             ),

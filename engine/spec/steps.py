@@ -40,7 +40,8 @@ class Arm(SpecModel):
     weight: float = Field(default=1, ge=0)
     """Share of subjects, relative to the other arms' weights (0 stops assigning to it)."""
     holdout: bool = False
-    """Subjects in this arm receive nothing, but are tracked (the lift of sending at all)."""
+    """Subjects in this arm receive none of the playbook's emails (this step and the later ones),
+    but are tracked: the lift of sending at all."""
     subject: str | dict[str, str] | None = None
     """A subject line replacing the template's; a template: `{{ account.name }}, one year!`.
     Per locale: `{en: "One year together", ko: "함께한 1년"}` (the email's locale, else `en`)."""
