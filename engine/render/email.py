@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ class EmailRenderer:
             raise RenderError(f"{filename}: the subject contains a line break: {line!r}")
         if not line:
             raise RenderError(f"{filename}: the subject is empty")
+        if subject is not None:  # the layout's <title> showed the template's own subject
+            title = f"<title>{html.escape(line)}</title>"
+            html_body = _TITLE.sub(lambda _: title, html_body, count=1)
         # Email clients drop <style> blocks: move the layout's CSS onto each element.
         inlined = _INLINER.inline(html_body)
         text = written.strip() + "\n" if written is not None else html_to_text(html_body)
@@ -140,6 +144,7 @@ class EmailRenderer:
 
 
 _INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_TITLE = re.compile(r"<title\b[^>]*>.*?</title\s*>", re.I | re.S)
 _INLINER = css_inline.CSSInliner()  # thread-safe; one instance instead of one per message
 
 

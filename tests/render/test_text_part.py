@@ -90,3 +90,13 @@ PIECES = st.one_of(
 @given(st.lists(PIECES, max_size=30).map("".join))
 def test_generated_text_matches_the_reference_on_random_markup(markup: str) -> None:
     assert same_text(markup)
+
+
+def test_an_arm_subject_replaces_the_title_too(tmp_path: Path) -> None:
+    write(tmp_path, "_layout.html", "<html><head><title>{% block subject %}{% endblock %}</title></head>"
+          "<body>{% block content %}{% endblock %}</body></html>")  # fmt: skip
+    write(tmp_path, "hello.html", '{% extends "_layout.html" %}{% block subject %}Old{% endblock %}'
+          "{% block content %}<p>Hi</p>{% endblock %}")  # fmt: skip
+    rendered = EmailRenderer(tmp_path).render("hello", [""], CONTEXT, subject=r"{{ account.name }} \1 <new>")
+    assert rendered.subject == r"Acme & Co \1 <new>"
+    assert r"<title>Acme &amp; Co \1 &lt;new&gt;</title>" in rendered.html and "Old" not in rendered.html
