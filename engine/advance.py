@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.addresses import email_problem
 from engine.audit import Decision, Reason, audit_row, record
@@ -35,6 +34,7 @@ from engine.experiments.assign import assign, experiment_id
 from engine.journey_time import at_date, next_in_window, zone
 from engine.spec import BranchStep, EmailStep, ExitStep, TaskStep, UpdateStep, WaitStep, WebhookStep
 from engine.spec.steps import WaitForWindow, WaitUntil
+from engine.store.bulk import conflict_insert
 from engine.store.catalogue import resolve_field
 from engine.store.models import accounts, contacts, enrollments, ledger, suppressions
 from engine.versions import VersionStore
@@ -710,9 +710,8 @@ def _apply(conn: Connection, plan: _Plan, now: datetime) -> None:
     moved = _move_enrollments(conn, plan.moves)
     if plan.ledger:
         rows = [r for r in plan.ledger if r["enrollment_id"] in moved]
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         if rows:
-            conn.execute(insert(ledger).on_conflict_do_nothing(index_elements=["send_key"]), rows)
+            conn.execute(conflict_insert(conn, ledger).on_conflict_do_nothing(index_elements=["send_key"]), rows)
     record(conn, [a for a in plan.audit if a["enrollment_id"] in moved])
     for spec, enrollment_id, account_id, contact_id in plan.updates:
         if enrollment_id in moved:

@@ -29,10 +29,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason
 from engine.compile import CompiledPlaybook
+from engine.store.bulk import conflict_insert
 from engine.store.models import audit_log, condition_state, enrollments
 from engine.versions import remember
 
@@ -43,11 +43,6 @@ class EvaluateResult:
 
     matched: int
     enrolled: int
-
-
-def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
-    # ON CONFLICT DO NOTHING is spelled the same on both, but lives on each dialect's Insert.
-    return postgresql.insert(enrollments) if conn.dialect.name == "postgresql" else sqlite.insert(enrollments)
 
 
 def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> EvaluateResult:
@@ -122,7 +117,7 @@ def _enroll(conn: Connection, playbook: CompiledPlaybook, admitted: Select[Any],
         literal(run_id, String).label("run_id"),
     ).where(cand.c.subject_id.is_not(None))  # a WHERE keeps SQLite's INSERT…SELECT…ON CONFLICT unambiguous
     stmt = (
-        _insert(conn)
+        conflict_insert(conn, enrollments)
         .from_select([c.name for c in source.selected_columns], source)
         .on_conflict_do_nothing(index_elements=["playbook_id", "subject_type", "subject_id", "trigger_key"])
         # INSERT … SELECT rowcount is only kept on request (psycopg reports -1 otherwise).
@@ -153,8 +148,7 @@ def _remember_condition(conn: Connection, playbook: CompiledPlaybook, holding: S
         literal(True).label("armed"),
         literal(now).label("changed_at"),
     ).where(holding.c.subject_id.is_not(None))
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(condition_state).from_select([c.name for c in rows.selected_columns], rows)
+    stmt = conflict_insert(conn, condition_state).from_select([c.name for c in rows.selected_columns], rows)
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["playbook_id", "subject_type", "subject_id"],

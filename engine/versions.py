@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.compile import CompiledPlaybook
 from engine.compile.playbook import compile_spec
 from engine.load import load_playbook_text
+from engine.store.bulk import conflict_insert
 from engine.store.models import playbook_versions
 
 
 def remember(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> None:
     """Record the playbook's current version (its canonical spec) if it is new."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     row = {
         "playbook_id": playbook.id,
         "version": playbook.version,
@@ -24,7 +23,10 @@ def remember(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> Non
         "spec": {"source": playbook.text, "path": playbook.path},
         "first_seen_at": now,
     }
-    conn.execute(insert(playbook_versions).on_conflict_do_nothing(index_elements=["playbook_id", "version"]), [row])
+    conn.execute(
+        conflict_insert(conn, playbook_versions).on_conflict_do_nothing(index_elements=["playbook_id", "version"]),
+        [row],
+    )
 
 
 class VersionStore:

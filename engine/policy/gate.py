@@ -21,13 +21,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
 from engine.policy.calendar import Calendar
 from engine.policy.decide import Candidate, Cap, PastSend, Verdict, decide
 from engine.spec.policy import Caps, Policy
+from engine.store.bulk import conflict_insert
 from engine.store.models import ledger, locks, suppressions
 
 
@@ -64,8 +64,9 @@ def lock(conn: Connection, name: str, now: datetime) -> None:
     """Hold the named lock row until this transaction ends (creating the row if it is missing)."""
     taken = conn.execute(update(locks).where(locks.c.name == name).values(held_at=now))
     if taken.rowcount == 0:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(locks).values(name=name, held_at=now).on_conflict_do_nothing(index_elements=["name"]))
+        conn.execute(
+            conflict_insert(conn, locks).values(name=name, held_at=now).on_conflict_do_nothing(index_elements=["name"])
+        )
         conn.execute(update(locks).where(locks.c.name == name).values(held_at=now))
 
 

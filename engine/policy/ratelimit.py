@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.store.bulk import conflict_insert
 from engine.store.models import rate_limits
 
 DEFAULT_NAME = "touchflow-send"
@@ -54,9 +54,8 @@ class DatabaseRateLimiter:
             return []
         gap = 1.0 / self.rate
         with self.engine.begin() as conn:
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             conn.execute(
-                insert(rate_limits)
+                conflict_insert(conn, rate_limits)
                 .values(name=self.name, next_free_at=0.0)
                 .on_conflict_do_nothing(index_elements=["name"])
             )

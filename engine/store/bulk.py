@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 Row = tuple[Any, ...]
 # Turns one column of a batch (Python values) into what the driver should bind.
@@ -36,6 +37,12 @@ _Conversion = tuple[int, _ColumnConverter]
 _TZINFO = attrgetter("tzinfo")
 # Rows converted together; small on purpose, see _converted_rows.
 _CONVERT_CHUNK = 1_000
+
+
+def conflict_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT on `table` that can say ON CONFLICT (DO NOTHING / DO UPDATE): both dialects spell
+    it the same, but each on its own Insert class."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def bulk_insert(

@@ -28,9 +28,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Column, Connection, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.audit import Decision, Reason, audit_row, record
+from engine.store.bulk import conflict_insert
 from engine.store.models import contacts, ledger, message_events, suppressions
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -448,10 +448,8 @@ def _deliveries(conn: Connection, column: Column[Any], values: Iterable[str]) ->
 
 def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> set[str]:
     """INSERT … ON CONFLICT (key) DO NOTHING RETURNING key: the keys this statement inserted."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    # Both dialects spell ON CONFLICT the same, but each on its own Insert; RETURNING gives back
-    # only the rows actually inserted, which is how duplicates are told from new events.
-    statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    # RETURNING gives back only the rows actually inserted: how duplicates are told from new events.
+    statement = conflict_insert(conn, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     inserted: set[str] = set()
     for start in range(0, len(rows), _CHUNK):
         result = conn.execute(statement, rows[start : start + _CHUNK])

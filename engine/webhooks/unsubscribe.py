@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from engine.audit import Decision, Reason, audit_row, record
+from engine.store.bulk import conflict_insert
 from engine.store.models import contacts, ledger, suppressions
 from engine.unsubscribe import UnsubscribeLinks
 
@@ -47,9 +47,8 @@ def unsubscribe(conn: Connection, send_key: str, now: datetime, run_id: str) -> 
     if found is None or not found.contact_email:
         return None
     email = found.contact_email.strip().lower()
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     added = conn.execute(
-        insert(suppressions)
+        conflict_insert(conn, suppressions)
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(suppressions.c.email)
         .values(email=email, reason="unsubscribe", source=SOURCE, created_at=now, detail=f"link in {send_key}")
