@@ -36,7 +36,8 @@ from engine.spec import BranchStep, EmailStep, ExitStep, TaskStep, UpdateStep, W
 from engine.spec.steps import WaitForWindow, WaitUntil
 from engine.store.bulk import conflict_insert
 from engine.store.catalogue import resolve_field
-from engine.store.models import accounts, contacts, enrollments, ledger, suppressions
+from engine.store.models import accounts, contacts, enrollments, ledger
+from engine.suppression import listed, reason_for
 from engine.versions import VersionStore
 
 Running = list[tuple[Row[Any], CompiledPlaybook, int]]
@@ -341,24 +342,9 @@ def _recipients(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[
     return by_owner
 
 
-_SUPPRESSION_REASON = {
-    "unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
-    "group_unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
-    "bounce": Reason.SUPPRESSED_BOUNCED,
-    "dropped": Reason.SUPPRESSED_BOUNCED,
-    "spamreport": Reason.SUPPRESSED_SPAM,
-}
-
-
 def _suppressed(conn: Connection, recipients: dict[int, list[Row[Any]]]) -> dict[str, str]:
     """Which of the batch's recipients are on the suppression list, and why."""
-    addresses = sorted({(p.email or "").strip().lower() for people in recipients.values() for p in people})
-    found: dict[str, str] = {}
-    for start in range(0, len(addresses), 1000):
-        chunk = addresses[start : start + 1000]
-        rows = conn.execute(select(suppressions.c.email, suppressions.c.reason).where(suppressions.c.email.in_(chunk)))
-        found.update({r.email: r.reason for r in rows})
-    return found
+    return listed(conn, (p.email or "" for people in recipients.values() for p in people))
 
 
 def _places(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, dict[str, Any]]:
@@ -557,7 +543,7 @@ def _plan_email(
         if problem is None and why_not is not None:
             problem, reason = (
                 f"{person.email} is on the suppression list ({why_not})",
-                _SUPPRESSION_REASON.get(why_not, Reason.SUPPRESSED_OTHER),
+                reason_for(why_not),
             )
         plan.ledger.append(
             {

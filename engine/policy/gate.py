@@ -28,7 +28,8 @@ from engine.policy.calendar import Calendar
 from engine.policy.decide import Candidate, Cap, PastSend, Verdict, decide
 from engine.spec.policy import Caps, Policy
 from engine.store.bulk import conflict_insert
-from engine.store.models import ledger, locks, suppressions
+from engine.store.models import ledger, locks
+from engine.suppression import listed, reason_for
 
 
 def zone_exists(name: str) -> bool:
@@ -43,12 +44,6 @@ def zone_exists(name: str) -> bool:
 COUNTED = ("claimed", "sending", "sent", "unknown")
 """Statuses of cleared rows that count toward caps (failed and deferred rows do not)."""
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SUPPRESSION_REASONS = {
-    "unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
-    "group_unsubscribe": Reason.SUPPRESSED_UNSUBSCRIBED,
-    "bounce": Reason.SUPPRESSED_BOUNCED,
-    "spamreport": Reason.SUPPRESSED_SPAM,
-}
 
 
 @dataclass
@@ -267,20 +262,15 @@ def _suppressed(
         for r in rows
         if r.contact_id is not None
     }
-    listed: dict[str, str] = {}
-    wanted = sorted({a for a in addresses.values() if a})
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        query = select(suppressions.c.email, suppressions.c.reason).where(suppressions.c.email.in_(chunk))
-        listed.update({r.email: r.reason for r in conn.execute(query)})
+    on_list = listed(conn, addresses.values())
     found: dict[str, tuple[Reason, str]] = {}
     for row in rows:
         contact = contacts_by_id.get(row.contact_id) or {} if row.contact_id is not None else {}
         account = accounts_by_id.get(row.account_id) or {}
         address = addresses.get(row.send_key, "")
-        if address in listed:
-            reason = SUPPRESSION_REASONS.get(listed[address], Reason.SUPPRESSED_OTHER)
-            found[row.send_key] = (reason, f"{address} is on the suppression list ({listed[address]})")
+        if address in on_list:
+            why = on_list[address]
+            found[row.send_key] = (reason_for(why), f"{address} is on the suppression list ({why})")
         elif (contact.get("traits") or {}).get("do_not_contact"):
             found[row.send_key] = (Reason.SUPPRESSED_DO_NOT_CONTACT, f"contact {row.contact_id} is do-not-contact")
         elif (account.get("traits") or {}).get("do_not_contact"):
