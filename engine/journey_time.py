@@ -5,17 +5,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.spec.steps import LocalWindow
+from engine.spec.steps import WEEKDAYS, LocalWindow
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+def known_zone(name: str | None) -> bool:
+    """Whether `name` is a time zone this machine knows."""
+    try:
+        ZoneInfo(name or "")
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def zone(name: str | None) -> ZoneInfo:
     """The named zone, or UTC when it is missing or unknown (bad data must not stop a journey)."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return ZoneInfo(name) if name and known_zone(name) else ZoneInfo("UTC")
 
 
 def next_in_window(now: datetime, tz: ZoneInfo, window: LocalWindow) -> datetime:
@@ -24,7 +28,7 @@ def next_in_window(now: datetime, tz: ZoneInfo, window: LocalWindow) -> datetime
     start, end = time.fromisoformat(window.start), time.fromisoformat(window.end)
     for ahead in range(8):
         day: date = local.date() + timedelta(days=ahead)
-        if _WEEKDAYS[day.weekday()] not in window.days:
+        if WEEKDAYS[day.weekday()] not in window.days:
             continue
         opens = datetime.combine(day, start, tzinfo=tz)
         closes = datetime.combine(day, end, tzinfo=tz)

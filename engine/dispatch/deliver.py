@@ -26,8 +26,8 @@ from engine.compile import CompiledPlaybook
 from engine.delivery_config import Sender
 from engine.dispatch.channels import EmailChannel, OutgoingEmail, SendError
 from engine.dispatch.webhook import WebhookError, post_json
-from engine.policy.calendar import Calendar
-from engine.policy.gate import WEEKDAYS, gate, lock
+from engine.journey_time import known_zone
+from engine.policy.gate import calendar_for, gate, lock
 from engine.policy.ratelimit import RateLimiter, wait_until
 from engine.policy.tasks import add_business_days, owner_team, place_task
 from engine.render import EmailRenderer, RenderedEmail, RenderError, locale_chain, render_inline
@@ -606,9 +606,10 @@ def _build_task(
     context = _template_context(row, playbook, ctx)
     due = now + spec.due
     if rules.csm.due_in_business_days and spec.due % timedelta(days=1) == timedelta(0):
-        account_zone = context["account"].get("timezone") or rules.timezone
-        calendar = Calendar(business_days=_business_days(rules), holidays=frozenset(rules.holidays))
-        due = add_business_days(now, spec.due.days, calendar, account_zone)
+        named = (context["account"].get("timezone"), rules.timezone)
+        account_zone = next((z for z in named if z and known_zone(z)), "UTC")
+        # Business days and holidays only: the project's quiet hours do not move a due date.
+        due = add_business_days(now, spec.due.days, calendar_for(rules), account_zone)
     return {
         "send_key": row.send_key,
         "playbook_id": row.playbook_id,
@@ -623,10 +624,6 @@ def _build_task(
         "created_at": now,
         "dedupe_key": spec.reason or f"{row.playbook_id}:{row.step_id}",
     }
-
-
-def _business_days(rules: Policy) -> frozenset[int]:
-    return frozenset(WEEKDAYS.index(d) for d in rules.business_days)
 
 
 _A = TypeVar("_A", TaskAction, WebhookAction)

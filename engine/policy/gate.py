@@ -18,32 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
 
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
+from engine.journey_time import known_zone
 from engine.policy.calendar import Calendar
 from engine.policy.decide import Candidate, Cap, PastSend, Verdict, decide
-from engine.spec.policy import Caps, Policy
+from engine.spec.policy import Caps, PlaybookPolicy, Policy
+from engine.spec.steps import WEEKDAYS
 from engine.store.bulk import conflict_insert
 from engine.store.models import ledger, locks
 from engine.suppression import listed, reason_for
 
-
-def zone_exists(name: str) -> bool:
-    """Whether `name` is a time zone this machine knows."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
 COUNTED = ("claimed", "sending", "sent", "unknown")
 """Statuses of cleared rows that count toward caps (failed and deferred rows do not)."""
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass
@@ -191,9 +181,9 @@ def project_caps(caps: Caps, playbook_id: str | None = None) -> tuple[Cap, ...]:
     return tuple(found)
 
 
-def calendar_for(policy: Policy, playbook: CompiledPlaybook) -> Calendar:
-    """The project's calendar with the playbook's overrides."""
-    own = playbook.spec.policy
+def calendar_for(policy: Policy, playbook: CompiledPlaybook | None = None) -> Calendar:
+    """The project's calendar, with the playbook's overrides when one is given."""
+    own = playbook.spec.policy if playbook is not None else PlaybookPolicy()
     quiet = policy.quiet_hours if own.quiet_hours is None else (own.quiet_hours or None)
     days = own.business_days if own.business_days is not None else policy.business_days
     return Calendar(
@@ -219,7 +209,7 @@ def _candidate(
     account = accounts_by_id.get(row.account_id)
     # The first zone that exists: contact, account, project, UTC (bad data never stops dispatch).
     named = [(contact or {}).get("timezone"), (account or {}).get("timezone"), policy.timezone]
-    zone = next((z for z in named if z and zone_exists(z)), "UTC")
+    zone = next((z for z in named if z and known_zone(z)), "UTC")
     return Candidate(
         key=row.send_key,
         playbook_id=row.playbook_id,

@@ -28,9 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from engine.spec.base import SpecModel
-from engine.spec.steps import CLOCK, Weekday
-
-ALL_DAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+from engine.spec.steps import CLOCK, WEEKDAYS, Weekday
 
 
 class CapLimits(SpecModel):
@@ -88,7 +86,7 @@ class Policy(SpecModel):
     """Caps across every playbook."""
     quiet_hours: QuietHours | None = None
     """Hours in which no email goes out (unset: none)."""
-    business_days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
+    business_days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
     """Days of the week on which email goes out."""
     holidays: list[date] = Field(default_factory=list)
     """Dates (in the recipient's time zone) on which no email goes out."""

@@ -7,7 +7,7 @@ Every step may carry `id` (stable name for send keys, the audit, branches and ve
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -16,6 +16,8 @@ from engine.spec.conditions import Condition
 
 Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+"""Monday first: `WEEKDAYS[d.weekday()]` is the name of date `d`'s day."""
 IDENTIFIER = r"^[a-z0-9][a-z0-9_-]*$"
 TEMPLATE_NAME = r"^[a-z0-9_/-]+$"
 CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
