@@ -29,7 +29,7 @@ from engine.dispatch.webhook import WebhookError, post_json
 from engine.journey_time import known_zone
 from engine.policy.gate import calendar_for, gate, lock
 from engine.policy.ratelimit import RateLimiter, wait_until
-from engine.policy.tasks import add_business_days, owner_team, place_task
+from engine.policy.tasks import add_business_days, place_task
 from engine.render import EmailRenderer, RenderedEmail, RenderError, locale_chain, render_inline
 from engine.spec.policy import Policy
 from engine.spec.steps import TaskAction, WebhookAction
@@ -139,6 +139,7 @@ class _Outcome:
     provider_id: str | None = None
     error: str | None = None
     task: dict[str, Any] | None = None
+    team: str | None = None  # the account owner's team: where the task may go instead
     not_before: datetime | None = None
 
 
@@ -433,7 +434,9 @@ def _task_outcome(
     # Placement (dedupe, assignment, capacity) happens when the window is written, under the
     # policy lock; the audit's reason and detail are filled in then.
     audit = audit_row(**base, decision=Decision.TASK_OPENED, reason=Reason.TASK_CREATED, detail=task["title"])
-    return _Outcome(row, "sent", audit, provider_id=f"task:{row.send_key}", task=task)
+    owner = ctx.csms.get(task["csm_id"]) if task["csm_id"] is not None else None
+    team = owner["team"] if owner else None
+    return _Outcome(row, "sent", audit, provider_id=f"task:{row.send_key}", task=task, team=team)
 
 
 def _failed(row: Row[Any], base: dict[str, Any], reason: Reason, message: str) -> _Outcome:
@@ -454,8 +457,7 @@ def _write_all(
         lock(conn, "policy", now)  # dedupe and CSM capacity hold across dispatchers
         for o in with_tasks:
             assert o.task is not None
-            _, team = owner_team(conn, o.row.account_id)
-            placed = place_task(conn, o.task, rules.csm, team)
+            placed = place_task(conn, o.task, rules.csm, o.team)
             o.audit["reason"] = placed.reason.value
             o.audit["detail"] = f"{o.task['priority']} task: {o.task['title']} — {placed.detail}"
     params = []

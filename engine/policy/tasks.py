@@ -25,7 +25,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from engine.audit import Reason
 from engine.policy.calendar import Calendar, to_local
 from engine.spec.policy import CsmPolicy
-from engine.store.models import accounts, csms, tasks
+from engine.store.models import csms, tasks
 
 PRIORITY_ORDER = ("low", "normal", "high", "urgent")
 DEFAULT_TEAM = "default"
@@ -88,16 +88,6 @@ def place_task(conn: Connection, task: dict[str, Any], policy: CsmPolicy, team_o
     row = {**task, "csm_id": csm_id, "queue": queue, "updated_at": now, "occurrences": 1}
     task_id = conn.execute(insert(tasks).values(**row).returning(tasks.c.id)).scalar_one()
     return Placement(task_id, csm_id, queue, reason, detail)
-
-
-def owner_team(conn: Connection, account_id: int) -> tuple[int | None, str | None]:
-    """The account's CSM and that CSM's team."""
-    found = conn.execute(
-        select(accounts.c.csm_id, csms.c.team)
-        .select_from(accounts.outerjoin(csms, csms.c.id == accounts.c.csm_id))
-        .where(accounts.c.id == account_id)
-    ).first()
-    return (found.csm_id, found.team) if found is not None else (None, None)
 
 
 def _assign(
