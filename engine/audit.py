@@ -127,6 +127,24 @@ def audit_row(
     }
 
 
+def ledger_fields(row: Any, at: datetime, run_id: str) -> dict[str, Any]:
+    """The audit fields a ledger row determines (playbook, step, who, channel, send key, arm), as
+    keyword arguments for `audit_row` beside the decision, reason and detail."""
+    return {
+        "at": at,
+        "run_id": run_id,
+        "playbook_id": row.playbook_id,
+        "playbook_version": row.playbook_version,
+        "step_id": row.step_id,
+        "enrollment_id": row.enrollment_id,
+        "account_id": row.account_id,
+        "contact_id": row.contact_id,
+        "channel": row.channel,
+        "send_key": row.send_key,
+        "variant": row.variant,
+    }
+
+
 def record(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Append audit rows (never updates or deletes)."""
     if rows:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, bindparam, case, or_, select, update
 
 from engine.addresses import email_problem
-from engine.audit import Decision, Reason, audit_row, record
+from engine.audit import Decision, Reason, audit_row, ledger_fields, record
 from engine.compile import CompiledPlaybook
 from engine.delivery_config import Sender
 from engine.dispatch.channels import EmailChannel, OutgoingEmail, SendError
@@ -250,7 +250,7 @@ def _prepare(
     outgoing: list[tuple[Row[Any], dict[str, Any], OutgoingEmail]] = []
     pending: list[tuple[Row[Any], dict[str, Any], RenderJob]] = []
     for row in rows:
-        base = _audit_base(row, now, run_id)
+        base = ledger_fields(row, now, run_id)
         playbook = playbooks.get(row.playbook_id)
         try:
             if playbook is None:
@@ -404,22 +404,6 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after
     return float(min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
-
-
-def _audit_base(row: Row[Any], now: datetime, run_id: str) -> dict[str, Any]:
-    return {
-        "at": now,
-        "run_id": run_id,
-        "playbook_id": row.playbook_id,
-        "playbook_version": row.playbook_version,
-        "step_id": row.step_id,
-        "enrollment_id": row.enrollment_id,
-        "account_id": row.account_id,
-        "contact_id": row.contact_id,
-        "channel": row.channel,
-        "send_key": row.send_key,
-        "variant": row.variant,
-    }
 
 
 def _task_outcome(

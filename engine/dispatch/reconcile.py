@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, exists, select, update
 
-from engine.audit import Decision, Reason, audit_row, record
+from engine.audit import Decision, Reason, audit_row, ledger_fields, record
 from engine.store.models import ledger, message_events
 
 
@@ -96,15 +96,6 @@ def _settle(
         values["error"] = error
     for start in range(0, len(ids), 1000):
         conn.execute(update(ledger).where(ledger.c.id.in_(ids[start : start + 1000]), *where).values(**values))
-    record(
-        conn,
-        [
-            audit_row(
-                at=now, run_id=run_id, playbook_id=r.playbook_id, playbook_version=r.playbook_version,
-                step_id=r.step_id, enrollment_id=r.enrollment_id, account_id=r.account_id, contact_id=r.contact_id,
-                channel=r.channel, send_key=r.send_key, decision=decision, reason=reason, detail=detail,
-            )
-            for r in rows
-        ],
-    )  # fmt: skip
+    audits = [audit_row(**ledger_fields(r, now, run_id), decision=decision, reason=reason, detail=detail) for r in rows]
+    record(conn, audits)
     return len(rows)

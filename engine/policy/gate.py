@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, or_, select, update
 
-from engine.audit import Decision, Reason, audit_row, record
+from engine.audit import Decision, Reason, audit_row, ledger_fields, record
 from engine.compile import CompiledPlaybook
 from engine.journey_time import known_zone
 from engine.policy.calendar import Calendar
@@ -151,22 +151,7 @@ def _detail(verdict: Verdict) -> str:
 def _audit(
     row: Row[Any], now: datetime, run_id: str, decision: Decision, reason: Reason, detail: str
 ) -> dict[str, Any]:
-    return audit_row(
-        at=now,
-        run_id=run_id,
-        playbook_id=row.playbook_id,
-        playbook_version=row.playbook_version,
-        decision=decision,
-        reason=reason,
-        detail=detail,
-        step_id=row.step_id,
-        enrollment_id=row.enrollment_id,
-        account_id=row.account_id,
-        contact_id=row.contact_id,
-        channel=row.channel,
-        send_key=row.send_key,
-        variant=row.variant,
-    )
+    return audit_row(**ledger_fields(row, now, run_id), decision=decision, reason=reason, detail=detail)
 
 
 def project_caps(caps: Caps, playbook_id: str | None = None) -> tuple[Cap, ...]:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from engine.audit import Decision, Reason, audit_row, record
+from engine.audit import Decision, Reason, audit_row, ledger_fields, record
 from engine.store.bulk import conflict_insert
 from engine.store.models import contacts, ledger, suppressions
 from engine.unsubscribe import UnsubscribeLinks
@@ -58,19 +58,10 @@ def unsubscribe(conn: Connection, send_key: str, now: datetime, run_id: str) -> 
             conn,
             [
                 audit_row(
-                    at=now,
-                    run_id=run_id,
-                    playbook_id=found.playbook_id,
-                    playbook_version=found.playbook_version,
+                    **ledger_fields(found, now, run_id),
                     decision=Decision.SUPPRESSED,
                     reason=Reason.SUPPRESSED_UNSUBSCRIBED,
                     detail=f"{email} unsubscribed with the link in message {send_key}",
-                    step_id=found.step_id,
-                    enrollment_id=found.enrollment_id,
-                    account_id=found.account_id,
-                    contact_id=found.contact_id,
-                    channel=found.channel,
-                    send_key=send_key,
                 )
             ],
         )
