@@ -467,7 +467,8 @@ def experiments(
     playbook = words[0] if words else None
     settings = load_settings()
     project = project_or_exit(settings)
-    from engine.experiments.report import FIELDS, all_rows, experiment_report
+    from engine.experiments.present import all_rows
+    from engine.experiments.report import FIELDS, experiment_report
     from engine.output import as_csv, as_json_lines
 
     engine = open_store(settings.database_url)
@@ -485,7 +486,7 @@ def experiments(
         rows = all_rows(results)
         sys.stdout.writelines(as_json_lines(rows) if fmt == "json" else as_csv(rows, FIELDS))
         return
-    from engine.experiments.report import (
+    from engine.experiments.present import (
         OVERVIEW_COLUMNS,
         arm_label,
         ci_text,
