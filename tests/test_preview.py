@@ -2,46 +2,114 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from engine.preview import preview
+from engine.preview import Preview, preview
 from engine.store.demo_data import generate
-from engine.store.models import audit_log, enrollments, ledger
-from tests.factories import project
+from engine.store.models import accounts, audit_log, contacts, enrollments, ledger, tasks
+from tests.factories import Store, project
 
 NOW = datetime(2026, 11, 23)
 
 
-def test_every_step_and_locale_is_rendered(db: Engine, db_url: str, tmp_path: Path) -> None:
-    generate(db, accounts=200, seed=5, now=NOW)
+def _snapshot(db: Engine) -> dict[str, Any]:
+    """Every row of the tables a preview must not touch."""
+    with db.connect() as conn:
+        rows = {t.name: [tuple(r) for r in conn.execute(select(t).order_by(t.c.id))] for t in (accounts, contacts)}
+        for t in (enrollments, ledger, audit_log, tasks):
+            rows[t.name] = conn.execute(select(func.count()).select_from(t)).scalar_one()
+    return rows
+
+
+def _files(result: Preview) -> tuple[str, str]:
+    html_file, text_file = (Path(f) for f in result.files)
+    return html_file.read_text(encoding="utf-8"), text_file.read_text(encoding="utf-8")
+
+
+def test_every_step_and_locale_is_rendered_for_contacts_of_that_locale_and_role(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    store = Store(db, NOW)
+    csm = store.csm(name="Mina Park")
+    acme = store.account(name="Acme Analytics", locale="en", csm_id=csm)
+    a_admin = store.contact(acme, "admin")  # no locale of its own: the account's (en)
+    a_champion = store.contact(acme, "champion", locale="en")
+    a_billing = store.contact(acme, "billing", locale="en")
+    store.contact(acme, "user", locale="en")  # no renewal email goes to users
+    hanbit = store.account(name="한빛 소프트", locale="ko", csm_id=csm)
+    h_admin = store.contact(hanbit, "admin")  # the account's locale: ko
+    h_champion = store.contact(hanbit, "champion", locale="ko")
+    h_billing = store.contact(hanbit, "billing")
+    h_english = store.contact(hanbit, "admin", locale="en")  # a contact's own locale wins
+    people = {a_admin: acme, a_champion: acme, a_billing: acme, h_admin: hanbit, h_champion: hanbit}
+    people |= {h_billing: hanbit, h_english: hanbit}
     proj = project(tmp_path, db_url)
     out = tmp_path / "preview"
+    before = _snapshot(db)
+
     with db.connect() as conn:
-        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, samples=2)
-        assert [
-            conn.execute(select(func.count()).select_from(t)).scalar_one() for t in (enrollments, ledger, audit_log)
-        ] == [0, 0, 0]
-    assert {(r.step, r.locale) for r in results} == {("plan", "en"), ("plan", "ko"), ("notice", "en"), ("notice", "ko")}
-    assert all(r.error is None and r.subject for r in results)
-    korean = [r for r in results if r.locale == "ko"]
-    assert all("갱신" in r.subject for r in korean)
+        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, samples=3)
+
+    assert _snapshot(db) == before
+    # plan goes to admins and champions, notice to billing too; at most `samples` each, by id.
+    assert [(r.step, r.locale, r.contact_id) for r in results] == [
+        ("plan", "en", a_admin),
+        ("plan", "en", a_champion),
+        ("plan", "en", h_english),
+        ("plan", "ko", h_admin),
+        ("plan", "ko", h_champion),
+        ("notice", "en", a_admin),
+        ("notice", "en", a_champion),
+        ("notice", "en", a_billing),
+        ("notice", "ko", h_admin),
+        ("notice", "ko", h_champion),
+        ("notice", "ko", h_billing),
+    ]
+    with db.connect() as conn:
+        renewal = {r.id: r for r in conn.execute(select(accounts.c.id, accounts.c.name, accounts.c.renewal_date))}
     for r in results:
-        html_file, text_file = (Path(f) for f in r.files)
-        assert html_file.read_text(encoding="utf-8").startswith("<!DOCTYPE html>") or "<html" in html_file.read_text(
-            encoding="utf-8"
-        )
-        assert text_file.read_text(encoding="utf-8").startswith(f"Subject: {r.subject}\n")
+        assert r.error is None
+        account = renewal[people[r.contact_id]]
+        html, text = _files(r)
+        assert Path(r.files[0]).parent == out / "renewal-90d" / r.step
+        assert html.lstrip().lower().startswith("<!doctype html>")
+        # The real layout around the real customer's data, in the variant's language.
+        for needle in (f"Person {r.contact_id}", account.name, account.renewal_date.isoformat()):
+            assert needle in html and needle in text, (r, needle)
+        assert ("안녕하세요" in html) == (r.locale == "ko")
+        assert text.startswith(f"Subject: {r.subject}\n\n")
+        # Every subject names the account, but the English plan's, which names the renewal day.
+        day = account.renewal_date
+        named = f"{day:%B} {day.day}" if (r.step, r.locale) == ("plan", "en") else account.name
+        assert named in r.subject, r
+    korean = {r.subject for r in results if r.locale == "ko"}
+    assert all("갱신" in subject for subject in korean) and len(korean) == 2  # one per step
+
     index = (out / "renewal-90d" / "index.html").read_text(encoding="utf-8")
     assert index.count("<tr>") == len(results) + 1
+    links = re.findall(r"href='([^']+)'", index)
+    assert len(links) == 2 * len(results)
+    assert all((out / "renewal-90d" / link).is_file() for link in links)
 
 
-def test_one_step_for_one_contact(db: Engine, db_url: str, tmp_path: Path) -> None:
+def test_one_step_for_one_contact_in_every_locale_of_its_template(db: Engine, db_url: str, tmp_path: Path) -> None:
     generate(db, accounts=20, seed=5, now=NOW)
     proj = project(tmp_path, db_url)
-    results = []
     with db.connect() as conn:
-        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, tmp_path / "p", step="plan", contact_id=1)
-    assert {r.contact_id for r in results} == {1} and {r.step for r in results} == {"plan"}
+        contact = conn.execute(select(contacts).where(contacts.c.id == 1)).one()
+        account_name = conn.execute(select(accounts.c.name).where(accounts.c.id == contact.account_id)).scalar_one()
+    out = tmp_path / "p"
+    with db.connect() as conn:
+        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, step="plan", contact_id=1)
+
+    # The one contact asked for, in English and in Korean whatever its own locale; no other step.
+    assert sorted((r.step, r.locale, r.contact_id) for r in results) == [("plan", "en", 1), ("plan", "ko", 1)]
+    for r in results:
+        html, _ = _files(r)
+        assert r.error is None and contact.name in html and account_name in html
+    assert [p.name for p in (out / "renewal-90d").iterdir() if p.is_dir()] == ["plan"]

@@ -4,6 +4,8 @@ Both sides run in the same process on the same database, on a store where nobody
 (a) the engine — `evaluate()` per playbook, enrollment and audit inserts included; (b) the floor
 — the same predicates written by hand (`floor.py`), inserting matching subject ids into a scratch
 table. Each side runs `repeat` times; the best time counts (the least disturbed by the machine).
+After the last run the two sides' subjects are compared playbook by playbook: equal totals are
+not enough, a floor that drops one subject and adds another would compare unequal work.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class EvaluateBench:
     floor_rows: int
     store_reused: bool
     build_s: float
+    mismatched: dict[str, int]
+    """Per playbook whose two sides differ: how many subjects only one side selected."""
 
     @property
     def ratio(self) -> float:
@@ -58,6 +62,7 @@ class EvaluateBench:
             "floor_rows": self.floor_rows,
             "store_reused": self.store_reused,
             "build_s": round(self.build_s, 1),
+            "mismatched": dict(self.mismatched),
         }
 
 
@@ -112,10 +117,20 @@ def _time_floor(engine: Engine, playbooks: list[CompiledPlaybook], now: datetime
         sql = f"INSERT INTO bench_floor (playbook_id, subject_id) SELECT '{playbook.id}', x.* FROM ({body}) x"
         with engine.begin() as conn:
             rows += conn.execute(text(sql).execution_options(preserve_rowcount=True), params).rowcount
-    elapsed = time.perf_counter() - started
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE bench_floor"))
-    return elapsed, rows
+    # bench_floor stays until `run` has compared it with the engine's enrollments.
+    return time.perf_counter() - started, rows
+
+
+def _mismatched(engine: Engine) -> dict[str, int]:
+    """Subjects only one side selected, per playbook: enrollments against bench_floor, both ways."""
+    pairs = ("SELECT playbook_id, subject_id FROM enrollments", "SELECT playbook_id, subject_id FROM bench_floor")
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for left, right in (pairs, pairs[::-1]):
+            only = f"SELECT d.playbook_id, count(*) FROM ({left} EXCEPT {right}) d GROUP BY d.playbook_id"
+            for playbook_id, n in conn.execute(text(only)):
+                counts[playbook_id] = counts.get(playbook_id, 0) + n
+    return dict(sorted(counts.items()))
 
 
 def run(
@@ -136,6 +151,9 @@ def run(
         floor_times.append(elapsed)
         elapsed, enrolled = _time_engine(engine, playbooks, now)
         engine_times.append(elapsed)
+    mismatched = _mismatched(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
     _reset(engine)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return EvaluateBench(
@@ -149,4 +167,5 @@ def run(
         floor_rows=floor_rows,
         store_reused=reused,
         build_s=build_s,
+        mismatched=mismatched,
     )

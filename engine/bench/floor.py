@@ -8,6 +8,7 @@ scratch table. JSON reads differ per dialect: `{num(col, key)}` and `{text(col, 
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -96,10 +97,15 @@ FLOOR: dict[str, str] = {
                           AND e.occurred_at > :d30 AND e.occurred_at <= :now)
           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id AND e.name = 'review_submitted'
                           AND e.occurred_at > :d730 AND e.occurred_at <= :now)""",
+    # One branch per day of the 3-day window: the month-day falls on that day (a 29 February start
+    # on the 28th in common years) and the contract started in an earlier calendar year than that
+    # day — a window reaching back over New Year spans two years.
     "anniversary": """
         SELECT id FROM accounts
-        WHERE status = 'active' AND {month_day(contract_start)} IN (:md0, :md1, :md2)
-          AND contract_start < :year_start""",
+        WHERE status = 'active'
+          AND (({month_day(contract_start)} IN (:md0, :leap0) AND contract_start < :year0)
+            OR ({month_day(contract_start)} IN (:md1, :leap1) AND contract_start < :year1)
+            OR ({month_day(contract_start)} IN (:md2, :leap2) AND contract_start < :year2))""",
 }
 
 _JSON = {
@@ -133,17 +139,22 @@ def floor_params(now: datetime) -> dict[str, Any]:
     """The bind values of every floor statement at `now` (naive UTC)."""
     today: date = now.date()
     days = {f"d{n}": now - timedelta(days=n) for n in (2, 7, 14, 30, 60, 180, 365, 730)}
-    month_days = {f"md{k}": (today - timedelta(days=k)).strftime("%m-%d") for k in range(3)}
+    anniversary: dict[str, Any] = {}
+    for k in range(3):
+        day = today - timedelta(days=k)
+        anniversary[f"md{k}"] = day.strftime("%m-%d")
+        common_28th = (day.month, day.day) == (2, 28) and not calendar.isleap(day.year)
+        anniversary[f"leap{k}"] = "02-29" if common_28th else anniversary[f"md{k}"]
+        anniversary[f"year{k}"] = date(day.year, 1, 1)
     return {
         "now": now,
         "today": today,
         **days,
-        **month_days,
+        **anniversary,
         "renewal_lo": today + timedelta(days=90) - timedelta(days=7),
         "renewal_hi": today + timedelta(days=90),
         "start_lo": today - timedelta(days=3),
         "day56": today - timedelta(days=56),
         "act_lo": today - timedelta(days=30) - timedelta(days=3),
         "act_hi": today - timedelta(days=30),
-        "year_start": date(today.year, 1, 1),
     }

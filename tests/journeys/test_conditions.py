@@ -152,6 +152,10 @@ def test_branch_step_with_its_own_if(db: Engine, db_url: str, tmp_path: Path) ->
     run_tick(db, proj, NOW)
 
     # `if` holds (high touch) → the branch runs → fewer than 50 seats → small.
-    assert steps_done(db, high_small) == ["small"]  # actual: ["unrouted"] (skipped as condition_false)
-    # `if` does not hold (tech touch) → the branch step is skipped → the next step.
-    assert steps_done(db, tech_big) == ["unrouted"]  # actual: ["big"] (the branch ran)
+    assert steps_done(db, high_small) == ["small"]
+    assert decisions(db, account_id=high_small, step_id="route") == [("branched", "branch", "route")]
+    assert (enrollment(db, high_small).status, enrollment(db, high_small).outcome) == ("exited", "small")
+    # `if` does not hold (tech touch) → the branch step is skipped → the next step, whatever the seats.
+    assert steps_done(db, tech_big) == ["unrouted"]
+    assert decisions(db, account_id=tech_big, step_id="route") == [("skipped", "condition_false", "route")]
+    assert (enrollment(db, tech_big).status, enrollment(db, tech_big).outcome) == ("exited", "not routed")

@@ -105,16 +105,22 @@ SAME_TICK_STEPS = """\
 
 
 @pytest.mark.parametrize(
-    ("head", "steps", "expected"),
+    ("head", "steps", "done", "ended"),
     [
-        ("", SAME_TICK_STEPS, ["after"]),  # the step's `if` holds once the update is made
-        # "checked before every step": the exit holds once the update is made, so `after` never runs
-        ("exit: {lifecycle_stage: renewal}\n", SAME_TICK_STEPS.replace("    if: {lifecycle_stage: renewal}\n", ""), []),
+        # The step's `if` holds once the update is made: `after` runs and the journey completes.
+        ("", SAME_TICK_STEPS, ["after"], ("completed", "all 2 steps done")),
+        # Exits are checked before every step: the exit holds once the update is made, so `after` never runs.
+        (
+            "exit: {lifecycle_stage: renewal}\n",
+            SAME_TICK_STEPS.replace("    if: {lifecycle_stage: renewal}\n", ""),
+            [],
+            ("exited", "exit condition holds"),
+        ),
     ],
     ids=["step-if", "exit-condition"],
 )
 def test_condition_right_after_an_update_sees_the_new_value(
-    db: Engine, db_url: str, tmp_path: Path, head: str, steps: str, expected: list[str]
+    db: Engine, db_url: str, tmp_path: Path, head: str, steps: str, done: list[str], ended: tuple[str, str]
 ) -> None:
     store = Store(db, NOW)
     acc = store.account(plan="same-tick", lifecycle_stage="adoption")
@@ -122,28 +128,48 @@ def test_condition_right_after_an_update_sees_the_new_value(
 
     run_tick(db, proj, NOW)
 
-    assert "if:" in steps or "exit:" in head
-    # actual: step-if → `after` skipped (condition_false); exit-condition → `after` runs, journey completed
-    assert steps_done(db, acc) == expected
+    assert _account(db, acc).lifecycle_stage == "renewal"
+    assert steps_done(db, acc) == done
+    row = enrollment(db, acc)
+    assert (row.status, row.outcome) == ended
 
 
 @pytest.mark.parametrize(
-    ("step", "what"),
+    ("step", "col", "message"),
     [
-        ("update: {clear: [lifecycle_stage]}", "clearing a NOT NULL column"),
-        ("update: {set: {traits.renewed_on: 2026-12-01}}", "a date stored in JSON traits"),
+        ("update: {clear: [lifecycle_stage]}", 14, "'lifecycle_stage' cannot be empty; set it to a value instead"),
+        (
+            "update: {set: {traits.renewed_on: 2026-12-01}}",
+            20,
+            "traits hold JSON values: write the date as text, e.g. '2026-12-01'",
+        ),
     ],
     ids=["clear-required-column", "date-in-traits"],
 )
-def test_update_that_validation_accepts_does_not_break_the_tick(
-    db: Engine, db_url: str, tmp_path: Path, step: str, what: str
+def test_update_the_store_cannot_hold_is_rejected_where_it_is_written(
+    db_url: str, tmp_path: Path, step: str, col: int, message: str
 ) -> None:
+    with pytest.raises(ProblemsFound) as found:
+        load(tmp_path, db_url, playbook("broken-update", f"  - {step}\n  - task: {{title: After}}\n"))
+    (problem,) = found.value.problems
+    assert (Path(problem.path).name, problem.line, problem.col, problem.message) == (
+        "broken-update.yaml",
+        5,
+        col,
+        message,
+    )
+
+
+def test_a_date_written_as_text_goes_into_the_traits(db: Engine, db_url: str, tmp_path: Path) -> None:
+    # What the message above suggests: quoted, the same date is a string trait and the tick runs.
     store = Store(db, NOW)
-    acc = store.account(plan="broken-update")
-    bystander = store.account(plan="broken-update")
-    try:
-        proj = load(tmp_path, db_url, playbook("broken-update", f"  - {step}\n  - task: {{title: After}}\n"))
-    except ProblemsFound:
-        return  # rejected by validation: fine
+    acc = store.account(plan="dated-update", traits={"region": "emea"})
+    other = store.account(plan="dated-update")
+    steps = "  - update: {set: {traits.renewed_on: '2026-12-01'}}\n  - task: {title: After}\n"
+    proj = load(tmp_path, db_url, playbook("dated-update", steps))
+
     run_tick(db, proj, NOW)
-    assert steps_done(db, acc) == steps_done(db, bystander) == ["task-2"], what
+
+    assert _account(db, acc).traits == {"region": "emea", "renewed_on": "2026-12-01"}
+    assert _account(db, other).traits == {"renewed_on": "2026-12-01"}
+    assert steps_done(db, acc) == steps_done(db, other) == ["task-2"]
