@@ -6,6 +6,8 @@ import re
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 
+from engine.header_text import shown
+
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # RFC 5322 dot-atoms on both sides: always valid, so the (slow) header parser can be skipped for
 # the addresses nearly everyone has. Anything else goes through the parser.
@@ -19,9 +21,10 @@ def email_problem(address: str) -> str | None:
     if _PLAIN.match(address or ""):
         return None
     if not _EMAIL_SHAPE.match(address or ""):
-        return f"'{address}' is not an email address"
+        return f"{shown(address or '')} is not an email address"
     try:
         Address(addr_spec=address)
     except (ValueError, IndexError, HeaderParseError) as exc:
-        return f"'{address}' is not a valid address: {exc}"
+        # Both go to the audit: shown escaped, never with the control characters themselves.
+        return f"{shown(address)} is not a valid address: {shown(str(exc), 200)[1:-1]}"
     return None

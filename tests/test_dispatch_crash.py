@@ -9,6 +9,10 @@ back as provider events and reconciliation settles what the crashes left open.
 
 Invariants: nothing reached the fake twice, nothing is left planned / sending / unknown, every
 failed row says why, and the rows marked sent are exactly the messages the fake accepted.
+
+The outbox has its truth on disk: dispatchers killed at chosen points (after a claim, between a
+message's temp file and its rename, right after the rename) and at random moments, each tick
+reconciling first, leave every planned message exactly once on disk and `sent` in the ledger.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from typer.testing import CliRunner
 
 from engine.bench.dispatch import build_store as bench_store
 from engine.cli.main import app
+from engine.dispatch import OutboxChannel
 from engine.dispatch.deliver import MAX_DISPATCHES
 from engine.dispatch.reconcile import reconcile
 from engine.project import Project
 from engine.store.models import audit_log, ledger, message_events
-from engine.tick import evaluate_and_advance
+from engine.tick import evaluate_and_advance, reconcile_pending
 from tests.conftest import REPO
 from tests.factories import project
 from tests.fakes.sendgrid_server import FakeSendGrid, Fault, FaultHook, RecordedRequest
@@ -86,7 +91,7 @@ def fault_for(n: int, _request: RecordedRequest) -> Fault | None:
 def send_key_of(request: RecordedRequest) -> str | None:
     try:
         body: Any = json.loads(request.body)
-        return str(body["custom_args"]["send_key"])
+        return str(body["personalizations"][0]["custom_args"]["send_key"])
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -298,6 +303,103 @@ def test_a_crash_strands_only_the_messages_in_flight(db: Engine, db_url: str, tm
     # went back to `planned`.
     assert len(never_sent_but_failed) <= 32
     assert sum(r.status == "planned" for r in rows) >= 40
+
+
+OUTBOX_KILLS = [
+    ("after-claim", 2),
+    ("before-rename", 9),
+    ("after-rename", 17),
+    ("random", 0),
+    ("before-rename", 1),
+    ("after-rename", 40),
+    ("random", 0),
+    ("after-claim", 1),
+]
+"""Where each outbox dispatcher dies: a chosen point at its N-th batch or message, or a random moment."""
+
+
+def outbox_env(db_url: str, proj: Project, now: datetime, run_id: str, kill: tuple[str, int]) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "TOUCHFLOW_DATABASE_URL": db_url,
+        "TOUCHFLOW_PROJECT_DIR": str(proj.settings.project_dir),
+        "TOUCHFLOW_OUTBOX": str(proj.settings.outbox_dir),
+        "CRASH_CHANNEL": "outbox",
+        "CRASH_NOW": now.isoformat(),
+        "CRASH_RUN_ID": run_id,
+        "CRASH_BATCH": "20",
+        "CRASH_CONCURRENCY": "4",
+        "CRASH_ATTEMPTS": "1",
+        "CRASH_KILL_AT": kill[0],
+        "CRASH_KILL_N": str(kill[1]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TOUCHFLOW_CHANNEL", None)
+    return env
+
+
+def committed_files(outbox: Path) -> dict[str, bytes]:
+    """send key → bytes of every committed message (temp files of killed writers are not messages)."""
+    return {p.stem: p.read_bytes() for p in outbox.glob("*.eml") if not p.name.startswith(".")}
+
+
+def test_sigkilled_outbox_dispatchers_leave_each_message_once_on_disk(db: Engine, db_url: str, tmp_path: Path) -> None:
+    build_store(db, 250)
+    proj = project(tmp_path, db_url, playbooks={"crash": PLAYBOOK}, templates={"crash.en.html": TEMPLATE})
+    assert proj.delivery.channel == "outbox"
+    outbox = proj.settings.outbox_dir
+    evaluate_and_advance(db, proj, "crash", NOW, "plan", "outbox")
+    assert statuses(db) == Counter(planned=500)
+
+    rng = random.Random(SEED)
+    settled = []
+    for i, kill in enumerate(OUTBOX_KILLS):
+        at = NOW + timedelta(minutes=10 * i)
+        settled.append(reconcile_pending(db, proj, at, f"reconcile-{i}"))  # as every tick does first
+        proc = start_dispatcher(outbox_env(db_url, proj, at, f"round-{i}", kill), tmp_path / f"round-{i}.err")
+        if kill[0] == "random":
+            time.sleep(rng.uniform(0.02, 0.3))
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, (tmp_path / f"round-{i}.err").read_text()[-3000:]
+    left_by_kills = statuses(db)
+    assert left_by_kills["sent"] < 500 and left_by_kills["sending"] + left_by_kills["claimed"] > 0, left_by_kills
+    on_disk_after_kills = committed_files(outbox)
+    temp_files = [name for name in os.listdir(outbox) if name.startswith(".tmp-")]
+    assert temp_files  # the writers killed before their rename left them behind
+
+    # The next tick: reconcile from the disk, then a dispatcher that runs to the end.
+    settled.append(reconcile_pending(db, proj, FINAL, "reconcile-final"))
+    proc = start_dispatcher(outbox_env(db_url, proj, FINAL, "final", ("", 0)), tmp_path / "final.err")
+    assert proc.wait(timeout=120) == 0, (tmp_path / "final.err").read_text()[-3000:]
+    index = OutboxChannel(outbox).write_index()
+
+    with db.connect() as conn:
+        rows = conn.execute(select(ledger)).all()
+        delivered = Counter(
+            conn.execute(
+                select(audit_log.c.send_key).where(audit_log.c.reason.in_(["delivered_to_channel", "found_in_outbox"]))
+            ).scalars()
+        )
+    files = committed_files(outbox)
+    # Every planned message once on disk and `sent`, its ledger row pointing at that very file.
+    assert Counter(r.status for r in rows) == Counter(sent=500)
+    assert set(files) == {r.send_key for r in rows}
+    for r in rows:
+        assert OutboxChannel(outbox).committed(r.send_key) == r.provider_message_id
+    # None sent twice: one delivery (or one finding on disk) per message in the audit, and what
+    # the killed dispatchers had committed was taken as sent, never written again.
+    assert delivered == Counter({r.send_key: 1 for r in rows})
+    assert all(files[key] == data for key, data in on_disk_after_kills.items())
+    # Every rule had work: claims of the dead requeued, files found, missing ones requeued.
+    assert sum(s.requeued for s in settled) > 0
+    assert sum(s.found_on_disk for s in settled) > 0
+    assert sum(s.not_on_disk for s in settled) > 0
+    assert sum(s.unknown + s.unconfirmed for s in settled) == 0
+    assert index is not None
+    page = index.read_text(encoding="utf-8")
+    assert "Outbox: 500 messages" in page and ".tmp-" not in page
+    print(f"\n{db.dialect.name}: after the kills {dict(left_by_kills)}; reconciled {settled}")
 
 
 def test_bench_dispatch_smoke() -> None:

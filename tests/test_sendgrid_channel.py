@@ -3,6 +3,7 @@ SendGrid that validates every body against SendGrid's own schema, and injected f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 from sqlalchemy import Engine, insert, select
 
 from engine import tick
@@ -18,7 +22,7 @@ from engine.dispatch.factory import make_channel
 from engine.project import Project
 from engine.store.models import audit_log, ledger, message_events
 from tests.factories import Store, project
-from tests.fakes.sendgrid_server import FakeSendGrid
+from tests.fakes.sendgrid_server import MAIL_SEND_SCHEMA_POINTER, MAIL_SPEC_FILE, SPEC_DIR, FakeSendGrid
 
 NOW = datetime(2026, 11, 23, 9, 0)
 PLAYBOOK = """
@@ -68,6 +72,13 @@ def dispatch(db: Engine, proj: Project, now: datetime, retry_sleep: list[float] 
     return totals
 
 
+def published_schema() -> Draft202012Validator:
+    """The mail-send body schema exactly as SendGrid's OpenAPI document publishes it."""
+    document = json.loads((SPEC_DIR / MAIL_SPEC_FILE).read_text(encoding="utf-8"))
+    registry: Registry[Any] = Registry().with_resource("urn:mail", DRAFT202012.create_resource(document))
+    return Draft202012Validator({"$ref": f"urn:mail#{MAIL_SEND_SCHEMA_POINTER}"}, registry=registry)
+
+
 def rows(db: Engine) -> list[Any]:
     with db.connect() as conn:
         return list(conn.execute(select(ledger).order_by(ledger.c.id)).all())
@@ -85,13 +96,16 @@ def test_sends_through_sendgrid_with_the_send_key(
     plan(db, accounts=3)
     dispatch(db, proj, NOW)
     sent = rows(db)
+    published = published_schema()
     assert [r.status for r in sent] == ["sent"] * 6
     accepted = {m.message_id: m for m in fake.accepted}
     assert {r.provider_message_id for r in sent} == set(accepted)
     for row in sent:
         body = accepted[row.provider_message_id].body
-        assert body["custom_args"]["send_key"] == row.send_key
+        # Per personalization (an object in SendGrid's schema; the top-level field is a string there).
+        assert "custom_args" not in body
         assert body["personalizations"][0]["custom_args"]["send_key"] == row.send_key
+        assert list(published.iter_errors(body)) == []
         assert body["categories"] == ["hello"]
         assert body["mail_settings"]["sandbox_mode"]["enable"] is True
         # One-click unsubscribe (RFC 8058) with the project's signed link.
@@ -178,3 +192,22 @@ def test_a_timeout_is_unknown_and_reconciled_from_provider_events_never_resent(
     (given_up,) = [r for r in rows(db) if r.status == "failed"]
     assert given_up.error.startswith("unconfirmed")
     assert len(fake.accepted) == 1 and fake.duplicates_by("send_key") == []
+
+
+def test_hostile_names_through_sendgrid_fail_or_go_out_clean(
+    db: Engine, db_url: str, tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = sendgrid_project(tmp_path, db_url, fake, monkeypatch)
+    store = Store(db, NOW)
+    acc = store.account(contract_start=(NOW - timedelta(days=1)).date())
+    eve = store.contact(acc, "admin", name="=?utf-8?q?Eve=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0Abody?=")
+    kim = store.contact(acc, "champion", name="Kim\r\nBcc: evil@evil.example\u2028\x1b")
+    dispatch(db, proj, NOW)
+
+    status = {r.contact_id: (r.status, r.error) for r in rows(db)}
+    assert status[kim] == ("sent", None)
+    assert status[eve][0] == "failed" and status[eve][1].startswith("To name: ")
+    assert ("failed", "render_failed") in reasons(db)
+    (accepted,) = fake.accepted
+    assert accepted.body["personalizations"][0]["to"][0]["name"] == "Kim Bcc: evil@evil.example"
+    assert fake.rejected == []

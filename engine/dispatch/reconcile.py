@@ -1,27 +1,35 @@
 """Settle messages whose outcome is not known: never resend blindly.
 
-A row is left `sending` when a dispatcher died between the provider call and the outcome write,
+A row is left `sending` when a dispatcher died between the channel call and the outcome write,
 and becomes `unknown` when the provider call timed out or the connection dropped after the
-request went out. Either may have been delivered. The rule:
+request went out. Either may have been delivered. The rules, in order:
 
 0. `claimed` for longer than `after` → `planned` again: a dispatcher claimed it and died before
    its request (rows turn `sending` just before theirs), so it is safe to send;
-1. any provider event for the row's send key (processed, delivered, open, bounce, …: SendGrid
+1. the outbox (when its directory is given): the truth is on disk. A `sending` row older than
+   `after`, or an `unknown` one, is `sent` when its `<send_key>.eml` is committed and whole (the
+   channel writes a temp file and renames it, so the name means a complete message; it is parsed
+   to be sure), and `planned` again when it is not: nothing went out, so sending it is safe (and
+   a second write would replace the same file, never add one);
+2. any provider event for the row's send key (processed, delivered, open, bounce, …: SendGrid
    carries the send key in `custom_args`) → `sent`;
-2. `sending` for longer than `after` with no event → `unknown` (the dispatcher is gone);
-3. `unknown` for longer than `2 × after` with still no event → `failed` with reason
-   `unconfirmed`. It is not resent: a person decides, with the audit row in front of them.
+3. `sending` for longer than `after` with no event → `unknown` (the dispatcher is gone);
+4. `unknown` for longer than `2 × after` with still no event → `failed` with reason
+   `unconfirmed`. It is not resent: a person decides, with the audit row in front of them
+   (docs/operations.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, exists, select, update
+from sqlalchemy import Connection, Row, and_, exists, or_, select, update
 
 from engine.audit import Decision, Reason, audit_row, ledger_fields, record
+from engine.dispatch.channels import OutboxChannel
 from engine.store.models import ledger, message_events
 
 
@@ -33,12 +41,18 @@ class ReconcileResult:
     unknown: int
     unconfirmed: int
     requeued: int = 0
+    found_on_disk: int = 0
+    not_on_disk: int = 0
 
 
-def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) -> ReconcileResult:
-    """Apply the three rules at `now`. The caller owns the transaction."""
+def reconcile(
+    conn: Connection, now: datetime, after: timedelta, run_id: str, outbox: Path | None = None
+) -> ReconcileResult:
+    """Apply the rules at `now`. The caller owns the transaction.
+
+    `outbox`: the outbox directory when the project's channel is the outbox; its rows are then
+    settled from the disk (rule 1). Without it every row follows the provider rules (2–4)."""
     has_event = exists().where(message_events.c.send_key == ledger.c.send_key)
-    unsettled = ledger.c.status.in_(["sending", "unknown"])
     stale = ledger.c.updated_at < now - after
     requeued = _settle(
         conn,
@@ -48,9 +62,14 @@ def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) ->
         run_id,
         (Decision.DEFERRED, Reason.CLAIM_EXPIRED, f"claimed {after} ago and never sent: back in the queue"),
     )
+    found = not_found = 0
+    provider: list[Any] = []
+    if outbox is not None:
+        found, not_found = _settle_from_disk(conn, OutboxChannel(outbox), now, after, run_id)
+        provider = [ledger.c.channel != OutboxChannel.name]
     confirmed = _settle(
         conn,
-        [unsettled, has_event],
+        [ledger.c.status.in_(["sending", "unknown"]), has_event, *provider],
         ("sent", None),
         now,
         run_id,
@@ -58,7 +77,7 @@ def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) ->
     )
     gone = _settle(
         conn,
-        [ledger.c.status == "sending", stale, ~has_event],
+        [ledger.c.status == "sending", stale, ~has_event, *provider],
         ("unknown", "dispatcher stopped during the send"),
         now,
         run_id,
@@ -66,13 +85,50 @@ def reconcile(conn: Connection, now: datetime, after: timedelta, run_id: str) ->
     )
     given_up = _settle(
         conn,
-        [ledger.c.status == "unknown", ledger.c.updated_at < now - 2 * after, ~has_event],
+        [ledger.c.status == "unknown", ledger.c.updated_at < now - 2 * after, ~has_event, *provider],
         ("failed", "unconfirmed: no provider event; not resent"),
         now,
         run_id,
         (Decision.FAILED, Reason.UNCONFIRMED, "no provider event arrived; not resent (it may have been delivered)"),
     )
-    return ReconcileResult(confirmed, gone, given_up, requeued)
+    return ReconcileResult(confirmed, gone, given_up, requeued, found, not_found)
+
+
+def _settle_from_disk(
+    conn: Connection, outbox: OutboxChannel, now: datetime, after: timedelta, run_id: str
+) -> tuple[int, int]:
+    """Rule 1: outbox rows left `sending` (longer than `after`: a live dispatcher may be writing
+    a younger one) or `unknown`, settled by whether their file is committed. Returns (sent, requeued)."""
+    open_rows = and_(
+        ledger.c.channel == OutboxChannel.name,
+        or_(and_(ledger.c.status == "sending", ledger.c.updated_at < now - after), ledger.c.status == "unknown"),
+    )
+    rows = list(conn.execute(select(ledger).where(open_rows).order_by(ledger.c.id)).all())
+    if not rows:
+        return 0, 0
+    sent_detail = f"found in the outbox ({outbox.directory}) after the dispatcher stopped: written, so sent"
+    requeue_detail = f"not in the outbox ({outbox.directory}): never written, so safe to send: back in the queue"
+    audits = []
+    found = 0
+    for row in rows:
+        message_id = outbox.committed(row.send_key)
+        # Guarded by the status read above: a row settled meanwhile (its dispatcher was alive
+        # after all, or another tick reconciles too) keeps its outcome and gets no audit row here.
+        stmt = update(ledger).where(ledger.c.id == row.id, ledger.c.status == row.status)
+        if message_id is not None:
+            stmt = stmt.values(status="sent", provider_message_id=message_id, error=None, updated_at=now)
+            why = (Decision.RECONCILED, Reason.FOUND_IN_OUTBOX, sent_detail)
+        else:
+            # The dead dispatcher's claim is void, and this was not an attempt.
+            stmt = stmt.values(status="planned", claim_token=None, updated_at=now)
+            why = (Decision.DEFERRED, Reason.NOT_IN_OUTBOX, requeue_detail)
+        if conn.execute(stmt).rowcount != 1:
+            continue
+        found += message_id is not None
+        decision, reason, detail = why
+        audits.append(audit_row(**ledger_fields(row, now, run_id), decision=decision, reason=reason, detail=detail))
+    record(conn, audits)
+    return found, len(audits) - found
 
 
 def _settle(

@@ -19,12 +19,21 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from engine.dispatch.channels import OutgoingEmail, SendError
+from engine.dispatch.headers import HeaderError
+from engine.header_text import control_problem, shown
 
 _MAX_RETRY_AFTER_S = 60.0
 
 
 def mail_body(email: OutgoingEmail, sandbox: bool, unsubscribe_group: int | None) -> dict[str, Any]:
-    """The v3 `mail/send` request body (checked against SendGrid's own schema in the tests)."""
+    """The v3 `mail/send` request body (checked against SendGrid's own schema in the tests).
+
+    Names and subject are the message's checked header values (`OutgoingEmail.header_values`):
+    SendGrid writes the MIME headers itself, so no string that becomes one may carry a control
+    character (`check_body`). The send key travels in the personalization's `custom_args` (an
+    object there; the top-level field is a string in SendGrid's schema); events carry it either way.
+    """
+    values = email.header_values
     custom_args = {
         "send_key": email.send_key,
         "playbook": email.playbook_id,
@@ -32,15 +41,14 @@ def mail_body(email: OutgoingEmail, sandbox: bool, unsubscribe_group: int | None
         "variant": email.variant or "",
     }
     body: dict[str, Any] = {
-        "personalizations": [{"to": [{"email": email.to_email, "name": email.to_name}], "custom_args": custom_args}],
-        "from": {"email": email.sender_email, "name": email.sender_name},
-        "subject": email.rendered.subject,
+        "personalizations": [{"to": [_address(values.to_email, values.to_name)], "custom_args": custom_args}],
+        "from": _address(values.sender_email, values.sender_name),
+        "subject": values.subject,
         "content": [
             {"type": "text/plain", "value": email.rendered.text},
             {"type": "text/html", "value": email.rendered.html},
         ],
         "categories": [email.playbook_id[:255]],
-        "custom_args": custom_args,
         "mail_settings": {"sandbox_mode": {"enable": sandbox}},
     }
     if unsubscribe_group is not None:
@@ -48,7 +56,27 @@ def mail_body(email: OutgoingEmail, sandbox: bool, unsubscribe_group: int | None
     headers = email.list_unsubscribe_headers()
     if headers:
         body["headers"] = headers
+    check_body(body)
     return body
+
+
+def _address(address: str, name: str) -> dict[str, str]:
+    return {"email": address, "name": name} if name else {"email": address}
+
+
+def check_body(body: dict[str, Any]) -> None:
+    """HeaderError unless every string of `body` that becomes (part of) a header is free of control
+    characters: the last look at what goes out, whoever built it."""
+    strings: list[tuple[str, Any]] = [("subject", body.get("subject")), ("from.name", body["from"].get("name"))]
+    for i, personalization in enumerate(body["personalizations"]):
+        for j, to in enumerate(personalization["to"]):
+            strings += [(f"personalizations.{i}.to.{j}.{key}", to.get(key)) for key in ("name", "email")]
+        strings += [(f"personalizations.{i}.custom_args.{k}", v) for k, v in personalization["custom_args"].items()]
+    strings += [(f"headers.{name}", f"{name}: {value}") for name, value in body.get("headers", {}).items()]
+    for where, value in strings:
+        problem = control_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise HeaderError(f"SendGrid body {where}: {shown(value)} {problem}")
 
 
 class SendGridChannel:

@@ -37,7 +37,7 @@ class SmtpChannel:
         return f"SmtpChannel(host={self.host!r}, port={self.port}, starttls={self.starttls})"
 
     def send(self, email: OutgoingEmail) -> str:
-        message = email.to_mime()
+        message = email.to_mime()  # HeaderError (that message fails) unless it reads back as intended
         try:
             session = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
         except (OSError, smtplib.SMTPException) as exc:
@@ -50,7 +50,8 @@ class SmtpChannel:
                     session.ehlo()
                 if self._username:
                     session.login(self._username, self._password or "")
-                refused = session.send_message(message)
+                # The envelope is the checked addresses, never what a parser makes of the headers.
+                refused = session.send_message(message, email.sender_email, [email.to_email])
         except smtplib.SMTPRecipientsRefused as exc:
             raise SendError("permanent", f"recipient refused: {_first(exc.recipients)}") from None
         except smtplib.SMTPResponseException as exc:

@@ -8,10 +8,12 @@ forced 400) one per request, from a queue or from a hook.
 
 What the fake checks, in three layers, each error tagged in its ``help`` field:
 
-* the official schema, unchanged except for `SCHEMA_ERRATA` (``errata=False`` turns them off);
+* the official schema, exactly as published (nothing patched or relaxed: a body the document
+  refuses is refused, e.g. an object as the top-level ``custom_args``, which it types as a string);
 * `runtime rules`: checks SendGrid's API makes that the document does not express (an empty
   ``personalizations`` array, a personalization without recipients, no content and no template,
-  malformed addresses, non-string ``custom_args`` values) — ``runtime_rules=False`` turns them off;
+  malformed addresses, non-string ``custom_args`` values, a control character in a string SendGrid
+  writes into a header: subject, names, ``headers``) — ``runtime_rules=False`` turns them off;
 * the bearer token (any non-empty token but the literal ``None``, or one of ``api_keys``).
 
 `EventSigner`, `post_events` and `verify` reproduce SendGrid's signed Event Webhook: ECDSA P-256 /
@@ -70,17 +72,6 @@ WEBHOOKS_SPEC_FILE = "sendgrid-webhooks-v3.openapi.json"
 MAIL_SEND_SCHEMA_POINTER = "/components/requestBodies/PostMailSend/content/application~1json/schema"
 _SPEC_URI = "urn:touchflow-tests:sendgrid-mail-v3"
 
-#: Places where the official document disagrees with what SendGrid's API (and its own SDKs) accept.
-#: (JSON pointer in the document, replacement schema, why.)
-SCHEMA_ERRATA: tuple[tuple[str, dict[str, Any], str], ...] = (
-    (
-        MAIL_SEND_SCHEMA_POINTER + "/properties/custom_args",
-        {"type": "object", "additionalProperties": {"type": "string"}},
-        "the document types the top-level custom_args as a string, but the API takes an object of string"
-        " values, and every official SDK (sendgrid-python's Mail.get() included) sends an object",
-    ),
-)
-
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
@@ -109,26 +100,9 @@ def load_mail_spec(spec_dir: Path | None = None) -> dict[str, Any]:
     return cast(dict[str, Any], copy.deepcopy(_load_json(_spec_dir(spec_dir) / MAIL_SPEC_FILE)))
 
 
-def _pointer_parts(pointer: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
-
-
-def _set_pointer(document: dict[str, Any], pointer: str, value: Any) -> None:
-    *parents, last = _pointer_parts(pointer)
-    node: Any = document
-    for part in parents:
-        node = node[part]
-    if last not in node:
-        raise KeyError(f"erratum target {pointer} not in the document: the spec changed, review SCHEMA_ERRATA")
-    node[last] = value
-
-
 @cache
-def _cached_validator(spec_dir: Path, errata: bool) -> Draft202012Validator:
+def _cached_validator(spec_dir: Path) -> Draft202012Validator:
     document = load_mail_spec(spec_dir)
-    if errata:
-        for pointer, replacement, _why in SCHEMA_ERRATA:
-            _set_pointer(document, pointer, copy.deepcopy(replacement))
     # OpenAPI 3.1 schemas are JSON Schema 2020-12; the document carries no $schema, so say so.
     registry: Registry[Any] = Registry().with_resource(_SPEC_URI, DRAFT202012.create_resource(document))
     schema = {
@@ -139,9 +113,9 @@ def _cached_validator(spec_dir: Path, errata: bool) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=registry)
 
 
-def mail_send_validator(spec_dir: Path | None = None, *, errata: bool = True) -> Draft202012Validator:
+def mail_send_validator(spec_dir: Path | None = None) -> Draft202012Validator:
     """A 2020-12 validator for the ``POST /v3/mail/send`` body, ``$ref``s resolved inside the document."""
-    return _cached_validator(_spec_dir(spec_dir), errata)
+    return _cached_validator(_spec_dir(spec_dir))
 
 
 def _field_of(error: ValidationError) -> str | None:
@@ -157,9 +131,9 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def schema_errors(body: Any, *, spec_dir: Path | None = None, errata: bool = True) -> list[SendGridError]:
+def schema_errors(body: Any, *, spec_dir: Path | None = None) -> list[SendGridError]:
     """Errors of ``body`` against the official schema, in SendGrid's error shape (``field`` dotted)."""
-    validator = mail_send_validator(spec_dir, errata=errata)
+    validator = mail_send_validator(spec_dir)
     errors = sorted(validator.iter_errors(body), key=lambda e: [str(p) for p in e.absolute_path])
     return [
         {
@@ -185,6 +159,49 @@ def _custom_args_errors(value: Any, where: str) -> Iterator[SendGridError]:
         for key, arg in value.items():
             if not isinstance(arg, str):
                 yield {"message": "custom_args values must be strings.", "field": f"{where}.{key}", "help": _RUNTIME}
+
+
+#: Characters SendGrid cannot put in a header line: C0/C1 controls, DEL, the Unicode line separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _control_errors(value: Any, where: str) -> Iterator[SendGridError]:
+    """A string SendGrid writes into a header (a subject, a name, a custom header) with a control
+    character: refused, as the API refuses a header it cannot write (the fake's wording)."""
+    if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
+        message = f"The {where} field may not contain control characters (U+{ord(found.group()):04X})."
+        yield {"message": message, "field": where, "help": _RUNTIME}
+
+
+def _header_string_errors(body: dict[str, Any]) -> Iterator[SendGridError]:
+    """`_control_errors` for every string of the body that becomes (part of) a header."""
+    yield from _control_errors(body.get("subject"), "subject")
+    for key in ("from", "reply_to"):
+        if isinstance(body.get(key), dict):
+            yield from _control_errors(body[key].get("name"), f"{key}.name")
+    for j, address in enumerate(body.get("reply_to_list") or []):
+        if isinstance(address, dict):
+            yield from _control_errors(address.get("name"), f"reply_to_list.{j}.name")
+    personalizations = body.get("personalizations")
+    for i, p in enumerate(personalizations if isinstance(personalizations, list) else []):
+        if not isinstance(p, dict):
+            continue
+        yield from _control_errors(p.get("subject"), f"personalizations.{i}.subject")
+        if isinstance(p.get("from"), dict):
+            yield from _control_errors(p["from"].get("name"), f"personalizations.{i}.from.name")
+        for kind in ("to", "cc", "bcc"):
+            addresses = p.get(kind)
+            for j, address in enumerate(addresses if isinstance(addresses, list) else []):
+                if isinstance(address, dict):
+                    yield from _control_errors(address.get("name"), f"personalizations.{i}.{kind}.{j}.name")
+        yield from _custom_header_errors(p.get("headers"), f"personalizations.{i}.headers")
+    yield from _custom_header_errors(body.get("headers"), "headers")
+
+
+def _custom_header_errors(headers: Any, where: str) -> Iterator[SendGridError]:
+    for name, value in headers.items() if isinstance(headers, dict) else ():
+        yield from _control_errors(name, where)
+        yield from _control_errors(value, f"{where}.{name}")
 
 
 def runtime_rule_errors(body: Any) -> list[SendGridError]:
@@ -222,6 +239,7 @@ def runtime_rule_errors(body: Any) -> list[SendGridError]:
     errors.extend(_address_errors(body.get("from"), "from"))
     errors.extend(_address_errors(body.get("reply_to"), "reply_to"))
     errors.extend(_custom_args_errors(body.get("custom_args"), "custom_args"))
+    errors.extend(_header_string_errors(body))
     has_template = isinstance(body.get("template_id"), str) and bool(body["template_id"])
     if not has_template and not body.get("content"):
         errors.append(
@@ -247,11 +265,9 @@ def runtime_rule_errors(body: Any) -> list[SendGridError]:
     return errors
 
 
-def validate_mail_send(
-    body: Any, *, spec_dir: Path | None = None, errata: bool = True, runtime_rules: bool = True
-) -> list[SendGridError]:
+def validate_mail_send(body: Any, *, spec_dir: Path | None = None, runtime_rules: bool = True) -> list[SendGridError]:
     """All errors the fake would answer 400 with (empty list: SendGrid would accept the body)."""
-    errors = schema_errors(body, spec_dir=spec_dir, errata=errata)
+    errors = schema_errors(body, spec_dir=spec_dir)
     if runtime_rules:
         errors.extend(runtime_rule_errors(body))
     return errors
@@ -433,7 +449,7 @@ class FakeSendGrid:
     """A fake SendGrid v3 API on ``127.0.0.1:<ephemeral>``; use as a context manager.
 
     ``api_keys``: the accepted bearer tokens (None: any non-empty token except ``None``, which is what
-    sendgrid-python sends when it has no key). ``errata``/``runtime_rules``: see the module docstring.
+    sendgrid-python sends when it has no key). ``runtime_rules``: see the module docstring.
 
     Order of handling for ``POST /v3/mail/send``: read the whole body (Content-Length; chunked bodies are
     not supported), take the next fault (queue first, then the hook) *before* auth and validation,
@@ -448,16 +464,14 @@ class FakeSendGrid:
         api_keys: Collection[str] | None = None,
         *,
         spec_dir: Path | None = None,
-        errata: bool = True,
         runtime_rules: bool = True,
         max_body_bytes: int = 30 * 1024 * 1024,
     ) -> None:
         self._api_keys = frozenset(api_keys) if api_keys is not None else None
         self._spec_dir = spec_dir
-        self._errata = errata
         self._runtime_rules = runtime_rules
         self._max_body_bytes = max_body_bytes
-        mail_send_validator(spec_dir, errata=errata)  # fail early if the document is missing
+        mail_send_validator(spec_dir)  # fail early if the document is missing
         self._cond = threading.Condition(threading.RLock())
         self._requests: list[RecordedRequest] = []
         self._accepted: list[AcceptedMessage] = []
@@ -725,9 +739,7 @@ class FakeSendGrid:
             self._reject(h, request, 400, [_error_body("Bad Request")["errors"][0]], None, "unparseable")
             return
 
-        errors = validate_mail_send(
-            body, spec_dir=self._spec_dir, errata=self._errata, runtime_rules=self._runtime_rules
-        )
+        errors = validate_mail_send(body, spec_dir=self._spec_dir, runtime_rules=self._runtime_rules)
         if errors:
             self._reject(h, request, 400, errors, body, "invalid")
             return
@@ -958,7 +970,6 @@ def post_events(
 __all__ = [
     "EVENT_KINDS",
     "MAIL_SEND_SCHEMA_POINTER",
-    "SCHEMA_ERRATA",
     "SIGNATURE_HEADER",
     "SPEC_DIR",
     "TIMESTAMP_HEADER",
