@@ -255,6 +255,9 @@ class LedgerEntry(Base):
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)  # cleared by the policy: counts toward caps
     variant: Mapped[str | None] = mapped_column(String(40))  # experiment arm
     claim_token: Mapped[str | None] = mapped_column(String(32))  # which claim holds the row
+    # The recipient's address as the message was addressed, written before it leaves: its
+    # unsubscribe link unsubscribes this address, not whatever the contact's address is now.
+    sent_to: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
