@@ -62,6 +62,9 @@ class Reason(StrEnum):
     PROVIDER_EVENT = "provider_event"
     UNCONFIRMED = "unconfirmed"
     CLAIM_EXPIRED = "claim_expired"
+    CHANNEL_UNAVAILABLE = "channel_unavailable"  # the outbox's disk refused the write: retried later
+    FOUND_IN_OUTBOX = "found_in_outbox"  # reconciled: the message's file is committed in the outbox
+    NOT_IN_OUTBOX = "not_in_outbox"  # reconciled: no file in the outbox, so it was never sent
     SUPPRESSED_UNSUBSCRIBED = "suppressed_unsubscribed"
     SUPPRESSED_BOUNCED = "suppressed_bounced"
     SUPPRESSED_SPAM = "suppressed_spam_report"
@@ -87,6 +90,9 @@ class Reason(StrEnum):
     OVER_CSM_CAPACITY = "over_csm_capacity"
     TASK_UPDATED = "task_updated"
     HOLDOUT = "holdout"
+    UNREADABLE_ROW = "unreadable_row"  # a customer row the engine cannot read (not UTF-8, not JSON…)
+    PLAYBOOK_FAILED = "playbook_failed"  # the playbook's evaluation or advancing failed; the tick went on
+    ALREADY_SENT_IN_ENROLLMENT = "already_sent_in_enrollment"  # the recipient has this email from another step
 
 
 def audit_row(

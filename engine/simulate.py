@@ -259,7 +259,13 @@ def _tick(scratch: Engine, project: Project, playbook_ids: Sequence[str], now: d
     run_id = f"simulate-{now.isoformat(timespec='minutes')}"
     # No global rate: nothing leaves a simulation, and it must not take real send slots.
     policy = SendPolicy(team_sender=team_sender(project), limiter=UNLIMITED)
-    run_stages(scratch, project, list(playbook_ids), now, run_id, NullChannel(), policy=policy, post=no_post)
+    summaries = run_stages(
+        scratch, project, list(playbook_ids), now, run_id, NullChannel(), policy=policy, post=no_post
+    )
+    # A tick goes on past a failing playbook; a simulation stops, or its report would show zeros.
+    for s in summaries.values():
+        if s.error:
+            raise SimulationError(f"at {now.isoformat(sep=' ')}: playbook '{s.playbook}' failed ({s.error})")
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -3,19 +3,29 @@
 Each function owns its transaction: evaluation commits per playbook, advancing per playbook,
 and dispatch commits the claim before delivering and the outcome after. `dry_run` does all three
 on one connection and rolls back, so it writes nothing.
+
+A playbook that fails (its SQL, a bug) is reported — logged, audited as `playbook_failed`, and
+named with the reason in its summary's `error` — and the tick goes on with the others.
+
+Time does not go backwards: `start_live_tick` refuses a live tick earlier than the store's last
+one (kept in the `tick` row of `locks`) unless forced. Dry runs and simulations are not live ticks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from engine.advance import AdvanceResult, advance
+from engine.audit import Decision, Reason, audit_row, record
+from engine.compile import CompiledPlaybook
 from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
 from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.reconcile import ReconcileResult, reconcile
@@ -24,8 +34,61 @@ from engine.evaluate import EvaluateResult, evaluate
 from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter, RateLimiter
 from engine.project import Project
 from engine.spec.policy import Policy
+from engine.store.bulk import conflict_insert
+from engine.store.models import locks
 
 DISPATCH_BATCH = 500
+LAST_TICK = "tick"
+"""The `locks` row whose `held_at` is the latest `now` a live tick ran at."""
+
+log = logging.getLogger("touchflow.tick")
+
+
+class TimeWentBackwards(Exception):
+    """A live tick asked to run earlier than the store's last one (pass `force` to run anyway)."""
+
+    def __init__(self, last: datetime, now: datetime) -> None:
+        self.last, self.now = last, now
+        super().__init__(
+            f"the store's last tick ran at {last.isoformat(sep=' ')} UTC; this tick's now is "
+            f"{now.isoformat(sep=' ')} UTC — refusing to go back in time; pass --force to run anyway"
+        )
+
+
+def last_tick(engine: Engine) -> datetime | None:
+    """The latest `now` a live tick ran at on this store (None before the first one)."""
+    with engine.connect() as conn:
+        return conn.execute(select(locks.c.held_at).where(locks.c.name == LAST_TICK)).scalar_one_or_none()
+
+
+def start_live_tick(engine: Engine, now: datetime, force: bool = False) -> None:
+    """Record `now` as the store's last tick, or raise TimeWentBackwards when it is earlier than
+    the last one: a tick in the past would send mail dated then and re-run journeys' waits.
+    With `force` it runs anyway, and the mark stays at the latest tick. Commits."""
+    mark = locks.c
+    with engine.begin() as conn:
+        conn.execute(
+            conflict_insert(conn, locks)
+            .values(name=LAST_TICK, held_at=None)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        # One conditional UPDATE: two ticks starting together cannot both see the old mark.
+        later = or_(mark.held_at.is_(None), mark.held_at <= now)
+        if conn.execute(update(locks).where(mark.name == LAST_TICK, later).values(held_at=now)).rowcount:
+            return
+        last = conn.execute(select(mark.held_at).where(mark.name == LAST_TICK)).scalar_one()
+    if not force:
+        raise TimeWentBackwards(last, now)
+    log.warning("forced: a live tick at %s, before the store's last tick at %s", now, last)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what failed: the exception's class and first line (the driver's own for a
+    database error, without the SQL and parameters SQLAlchemy appends)."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(inner).strip().splitlines()
+    message = f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
+    return message if len(message) <= 500 else message[:499] + "…"
 
 
 @dataclass
@@ -42,8 +105,10 @@ class PlaybookSummary:
     failed: int = 0
     converted: int = 0
     exited: int = 0
+    error: str | None = None
+    """Why the playbook failed this tick ("evaluating: …"), None when it did not."""
 
-    def as_dict(self) -> dict[str, int | str]:
+    def as_dict(self) -> dict[str, int | str | None]:
         return asdict(self)
 
 
@@ -55,15 +120,42 @@ def evaluate_and_advance(
     run_id: str,
     channel_name: str,
 ) -> PlaybookSummary:
-    """Enroll new subjects and plan due steps of one playbook; commits."""
+    """Enroll new subjects and plan due steps of one playbook; commits each stage. A failure is
+    this playbook's alone: it is logged and audited, and the summary's `error` says why."""
     playbook = project.by_id()[playbook_id]
     summary = PlaybookSummary(playbook_id)
-    with engine.begin() as conn:
-        ev = evaluate(conn, playbook, now, run_id)
-    with engine.begin() as conn:
-        adv = advance(conn, playbook, now, run_id, channel_name, project.versions)
+    ev, adv, stage = EvaluateResult(matched=0, enrolled=0), AdvanceResult(), "evaluating"
+    try:
+        with engine.begin() as conn:
+            ev = evaluate(conn, playbook, now, run_id)
+        stage = "advancing"
+        with engine.begin() as conn:
+            adv = advance(conn, playbook, now, run_id, channel_name, project.versions)
+    except Exception as exc:  # one playbook's failure must not stop the tick's others
+        summary.error = f"{stage}: {describe_error(exc)}"
+        _report_failure(engine, playbook, now, run_id, summary.error)
     _fill(summary, ev, adv)
     return summary
+
+
+def _report_failure(engine: Engine, playbook: CompiledPlaybook, now: datetime, run_id: str, error: str) -> None:
+    """Log and audit a playbook's failure, in a transaction of its own (the stage's is rolled back;
+    on PostgreSQL it could not be used any more)."""
+    log.error("playbook '%s' failed while %s", playbook.id, error)
+    row = audit_row(
+        at=now,
+        run_id=run_id,
+        playbook_id=playbook.id,
+        playbook_version=playbook.version,
+        decision=Decision.FAILED,
+        reason=Reason.PLAYBOOK_FAILED,
+        detail=error,
+    )
+    try:
+        with engine.begin() as conn:
+            record(conn, [row])
+    except Exception as exc:  # the store itself is failing: the log and the summary still say it
+        log.error("the failure of playbook '%s' could not be audited: %s", playbook.id, describe_error(exc))
 
 
 def _fill(summary: PlaybookSummary, ev: EvaluateResult, adv: AdvanceResult) -> None:
@@ -138,9 +230,11 @@ def team_sender(project: Project) -> tuple[str, str]:
 
 
 def reconcile_pending(engine: Engine, project: Project, now: datetime, run_id: str) -> ReconcileResult:
-    """Settle messages left sending or unknown (see engine/dispatch/reconcile.py); commits."""
+    """Settle messages left sending or unknown (see engine/dispatch/reconcile.py); commits. With
+    the outbox channel, its rows are settled by what is on disk."""
+    outbox = project.settings.outbox_dir if project.delivery.channel == "outbox" else None
     with engine.begin() as conn:
-        return reconcile(conn, now, project.delivery.reconcile_after, run_id)
+        return reconcile(conn, now, project.delivery.reconcile_after, run_id, outbox)
 
 
 def run_stages(
@@ -187,10 +281,20 @@ def dry_run(
     channel = NullChannel()
     with engine.connect() as conn:
         trans = conn.begin()
+        if conn.dialect.name == "sqlite":
+            # pysqlite opens its transaction lazily, at the first write: the first SAVEPOINT below
+            # would be the outermost transaction, and releasing it would commit the dry run.
+            conn.exec_driver_sql("BEGIN")
         try:
             for pid in playbook_ids:
-                ev = evaluate(conn, project.by_id()[pid], now, run_id)
-                adv = advance(conn, project.by_id()[pid], now, run_id, channel.name, project.versions)
+                try:
+                    with conn.begin_nested():  # a failing playbook rolls back to here, alone
+                        ev = evaluate(conn, project.by_id()[pid], now, run_id)
+                        adv = advance(conn, project.by_id()[pid], now, run_id, channel.name, project.versions)
+                except Exception as exc:
+                    summaries[pid].error = describe_error(exc)
+                    log.error("dry run: playbook '%s' failed: %s", pid, summaries[pid].error)
+                    continue
                 _fill(summaries[pid], ev, adv)
             while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids, priorities=priorities(project)):
                 merge(

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
@@ -41,9 +41,18 @@ def _runtime(refresh: bool = False) -> tuple[Engine, Project]:
 
 @task(name="evaluate-and-advance", cache_policy=NONE)
 def evaluate_and_advance(playbook_id: str, now: datetime, run_id: str) -> dict[str, Any]:
-    """Enroll and plan one playbook."""
+    """Enroll and plan one playbook (a failure is reported in the summary's `error`, not raised)."""
     engine, project = _runtime()
-    return api.evaluate_and_advance(engine, project, playbook_id, now, run_id, "outbox").as_dict()
+    # The configured channel's name goes on the ledger and audit rows of the emails planned.
+    channel = project.delivery.channel
+    return api.evaluate_and_advance(engine, project, playbook_id, now, run_id, channel).as_dict()
+
+
+@task(name="start-live-tick", cache_policy=NONE)
+def start_live_tick(now: datetime, force: bool) -> None:
+    """Refuse to run before the store's last tick (unless forced); record this one."""
+    engine, _ = _runtime()
+    api.start_live_tick(engine, now, force)
 
 
 @task(name="dispatch-batch", cache_policy=NONE)
@@ -73,8 +82,12 @@ def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dic
 
 
 @flow(name="touchflow-tick")
-def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | None = None) -> list[dict[str, Any]]:
-    """One tick at `now` (default: the current time, UTC) over every active playbook."""
+def tick(
+    now: datetime | None = None, dry_run: bool = False, playbook: str | None = None, force: bool = False
+) -> list[dict[str, Any]]:
+    """One tick at `now` (default: the current time, UTC) over every active playbook. A live tick
+    earlier than the store's last one raises TimeWentBackwards unless `force`; a dry run may look
+    at any moment. Each row's `error` names a playbook that failed while the others ran."""
     at = now or datetime.now(UTC)
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)
@@ -82,13 +95,22 @@ def tick(now: datetime | None = None, dry_run: bool = False, playbook: str | Non
     ids = [p.id for p in project.active(playbook)]
     run_id = str(flow_run.get_id() or uuid.uuid4())
     if dry_run:
-        return list(dry_run_all(ids, at, run_id))
+        return _reported(list(dry_run_all(ids, at, run_id)))
+    start_live_tick(at, force)
     reconcile(at, run_id)
     summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
     while (batch := dispatch_batch(at, run_id, ids)) is not None:
         api.merge(summaries, DispatchResult.from_dict(batch))
     if project.delivery.channel == "outbox":
         OutboxChannel(project.settings.outbox_dir).write_index()
-    rows = [s.as_dict() for s in summaries.values()]
+    rows = _reported([s.as_dict() for s in summaries.values()])
     create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")
+    return rows
+
+
+def _reported(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows`, after logging each failed playbook to the flow run's log."""
+    for row in rows:
+        if row.get("error"):
+            get_run_logger().error("playbook '%s' failed: %s", row["playbook"], row["error"])
     return rows

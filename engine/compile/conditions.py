@@ -34,7 +34,8 @@ from sqlalchemy import (
     true,
 )
 
-from engine.compile.sql_functions import json_boolean, json_number, shifted, text_contains
+from engine.compile.json_keys import Kind, json_member, path_safe
+from engine.compile.sql_functions import json_boolean, json_number, json_text, shifted, text_contains
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
     ActiveShareCondition,
@@ -79,7 +80,7 @@ class SqlContext:
             raise KeyError(f"unknown field {name!r} for {self.subject} subjects")
         table = self.account_table if info.table == "account" else self.subject_table
         column = table.c[info.name]
-        return json_value(column[info.key], sample) if info.key else column
+        return json_value(column, info.key, sample) if info.key else column
 
     def owner(self, per: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         """(events column, subject-side column) tying events to the subject, per subject or account."""
@@ -89,13 +90,19 @@ class SqlContext:
         return events.c.account_id, subject_account
 
 
-def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
-    """A JSON value read as the type of `sample` (the value it is compared with)."""
-    if isinstance(sample, bool):
+def json_value(document: Any, key: str, sample: Any) -> ColumnElement[Any]:
+    """`key` of a JSON object column, read as the type of `sample` (the value it is compared with).
+
+    The key is always one literal key, never a JSON path (engine/compile/json_keys.py)."""
+    kind: Kind = "boolean" if isinstance(sample, bool) else "number" if isinstance(sample, int | float) else "text"
+    if not path_safe(key):
+        return json_member(document, key, kind)
+    element = document[key]
+    if kind == "boolean":
         return json_boolean(element)
-    if isinstance(sample, int | float):
+    if kind == "number":
         return json_number(element)
-    return element.as_string()  # type: ignore[no-any-return]
+    return json_text(element)
 
 
 def _sample(test: Any) -> Any:
@@ -205,7 +212,7 @@ def _journey_condition(cond: EngagedCondition | SinceEntryCondition, ctx: SqlCon
 def property_filter(where: PropertyFilter | None, now: datetime) -> list[ColumnElement[bool]]:
     """Predicates on events.properties."""
     return [
-        field_test(json_value(events.c.properties[key], _sample(test)), test, now)
+        field_test(json_value(events.c.properties, key, _sample(test)), test, now)
         for key, test in (where or {}).items()
     ]
 

@@ -2,6 +2,12 @@
 
 Everything else in the compiler is dialect-neutral SQLAlchemy; these are pinned by the golden
 files of both dialects and exercised by the language tests on both databases.
+
+Every read of a JSON column goes through `json_text`, `json_number` or `json_boolean`: SQLite
+stores any text in a JSON column and its JSON functions raise "malformed JSON" on a row that is
+not JSON, which would fail the whole statement. There the read is guarded by `json_valid`, so a
+bad row reads as NULL (the condition is simply not true for it). PostgreSQL validates jsonb on
+write, so its SQL needs no guard.
 """
 
 from __future__ import annotations
@@ -59,7 +65,31 @@ def _json_typed_sqlite(node: _JsonTyped, compiler: SQLCompiler, **kw: Any) -> st
     # SQLAlchemy's SQLite JSON index already binds the key as a JSON path ('$."score"').
     d, path = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
     accepted = ", ".join(f"'{t}'" for t in node.sqlite_types)
-    return f"CASE WHEN json_type({d}, {path}) IN ({accepted}) THEN json_extract({d}, {path}) END"
+    # Nested CASE, not AND: only CASE promises that json_type never sees a document json_valid rejected.
+    typed = f"CASE WHEN json_type({d}, {path}) IN ({accepted}) THEN json_extract({d}, {path}) END"
+    return f"CASE WHEN json_valid({d}) THEN {typed} END"
+
+
+class json_text(FunctionElement[Any]):
+    """A JSON value read as text (SQLAlchemy's `as_string()`), NULL where the document is not JSON."""
+
+    type = String()
+    inherit_cache = True
+
+    def __init__(self, element: BinaryExpression[Any]) -> None:
+        super().__init__(element)
+        self.element = element
+
+
+@compiles(json_text, "postgresql")
+def _json_text_pg(node: json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(node.element.as_string(), **kw)
+
+
+@compiles(json_text, "sqlite")
+def _json_text_sqlite(node: json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    d = compiler.process(node.element.left, **kw)
+    return f"CASE WHEN json_valid({d}) THEN {compiler.process(node.element.as_string(), **kw)} END"
 
 
 class date_key(FunctionElement[str]):

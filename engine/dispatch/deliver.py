@@ -34,7 +34,8 @@ from engine.render import EmailRenderer, RenderedEmail, RenderError, locale_chai
 from engine.spec.policy import Policy
 from engine.spec.steps import TaskAction, WebhookAction
 from engine.store.models import accounts, contacts, csms, ledger
-from engine.unsubscribe import UnsubscribeLinks, load_links
+from engine.store.readable import read_rows
+from engine.unsubscribe import UnsubscribeLinks, load_links, record_recipients
 
 TEAM_SENDER = (Sender().name, Sender().email)
 """The team sender when no `touchflow.yaml` says otherwise (its defaults)."""
@@ -127,6 +128,8 @@ class _Context:
     team: tuple[str, str] = TEAM_SENDER
     links: UnsubscribeLinks | None = None
     rules: Policy = field(default_factory=Policy)
+    problems: dict[tuple[str, int], str] = field(default_factory=dict)
+    """("account" | "contact" | "csm", id) → what is wrong with a row that cannot be read."""
 
 
 @dataclass
@@ -164,6 +167,10 @@ class SendPolicy:
 MAX_DISPATCHES = 5
 """Dispatches (each with its own retries) before a message that keeps getting 429/5xx fails."""
 
+UNAVAILABLE_RETRY_CAP = timedelta(hours=1)
+"""The longest wait between dispatches of a message its channel could not take (a full or
+read-only outbox): retried at this pace for as long as the outage lasts, never failed for it."""
+
 
 def deliver(
     conn: Connection,
@@ -197,6 +204,9 @@ def deliver(
         rows = [r for r in rows if r.claim_token == token and r.status == "claimed"]
     rules = policy.rules or Policy()
     ctx = replace(_load_context(conn, rows, policy.team_sender, policy.links), rules=rules)
+    rows, unreadable = _needing_unreadable_rows(rows, ctx, now, run_id)
+    if unreadable:  # skipped before the gate, which reads the same rows
+        _write_all(conn, unreadable, now, result, rules)
     # The policy first, in its own short transaction (it holds the policy lock): only what it
     # clears is rendered and sent; deferrals and skips are written and audited by the gate.
     gated = gate(conn, rows, ctx.contacts, ctx.accounts, playbooks, rules, now, run_id)
@@ -222,6 +232,9 @@ def deliver(
                 # Send times under the global rate (each thread waits for its message's moment).
                 slots = policy.limiter.reserve(len(outgoing)) if policy.limiter is not None else None
                 moved = _mark_sending(conn, [row for row, _, _ in outgoing], now)
+                # Committed with `sending`, before anything leaves: each message's unsubscribe link
+                # unsubscribes this address, whatever the contact's address becomes.
+                record_recipients(conn, [(row.id, email.to_email) for row, _, email in outgoing if row.id in moved])
                 if commit is not None:
                     commit()
                 # Only what is still ours goes out: never a row another dispatcher now holds.
@@ -392,6 +405,14 @@ def _send_failure(row: Row[Any], base: dict[str, Any], exc: SendError, attempts:
     if exc.kind == "ambiguous":
         audit = audit_row(**base, decision=Decision.UNKNOWN, reason=Reason.OUTCOME_UNKNOWN, detail=str(exc))
         return _Outcome(row, "unknown", audit, error=str(exc))
+    if exc.kind == "unavailable":
+        # Nothing was written and the message is not at fault (a full or read-only outbox):
+        # failing it would turn an outage into lost mail, so it waits for the storage, with a
+        # backoff capped at UNAVAILABLE_RETRY_CAP, however many dispatches that takes.
+        later = now + min(UNAVAILABLE_RETRY_CAP, timedelta(minutes=2 ** min(row.attempts, 12)))
+        detail = f"{message}; next try after {later.isoformat(timespec='seconds')}"
+        audit = audit_row(**base, decision=Decision.DEFERRED, reason=Reason.CHANNEL_UNAVAILABLE, detail=detail)
+        return _Outcome(row, "planned", audit, error=message, not_before=later)
     if exc.kind == "retry" and row.attempts + 1 < MAX_DISPATCHES:
         later = now + timedelta(seconds=max(60.0, _backoff(row.attempts + 1, exc.retry_after) * 30))
         detail = f"{message}; next try after {later.isoformat(timespec='seconds')}"
@@ -484,6 +505,8 @@ def _write_all(
             result.failed[o.row.playbook_id] += 1
         elif o.status == "skipped":
             result.skipped[o.row.playbook_id] += 1
+        elif o.status == "planned":  # back in the queue for a later dispatch (429/5xx, storage)
+            result.deferred[o.row.playbook_id] += 1
 
 
 def _still_held(conn: Connection, outcomes: Sequence[_Outcome]) -> list[_Outcome]:
@@ -501,11 +524,37 @@ def _load_context(
 ) -> _Context:
     account_ids = sorted({r.account_id for r in rows})
     contact_ids = sorted({r.contact_id for r in rows if r.contact_id is not None})
-    accs = {r.id: dict(r._mapping) for r in conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))}
-    cons = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))}
-    csm_ids = sorted({a["csm_id"] for a in accs.values() if a["csm_id"] is not None})
-    people = {r.id: dict(r._mapping) for r in conn.execute(select(csms).where(csms.c.id.in_(csm_ids)))}
-    return _Context(accs, cons, people, team, links)
+    problems: dict[tuple[str, int], str] = {}
+
+    def read(table: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+        found = read_rows(conn, select(table).where(table.c.id.in_(ids)), table)
+        problems.update({(table.name.removesuffix("s"), i): p for i, p in found.problems.items()})
+        return {r.id: dict(r._mapping) for r in found.rows}
+
+    accs = read(accounts, account_ids)
+    cons = read(contacts, contact_ids)
+    people = read(csms, sorted({a["csm_id"] for a in accs.values() if a["csm_id"] is not None}))
+    return _Context(accs, cons, people, team, links, problems=problems)
+
+
+def _needing_unreadable_rows(
+    rows: Sequence[Row[Any]], ctx: _Context, now: datetime, run_id: str
+) -> tuple[list[Row[Any]], list[_Outcome]]:
+    """The rows whose account, contact and CSM can all be read, and a skip for each of the others:
+    a bad customer row costs the deliveries that need it, never the batch."""
+    kept: list[Row[Any]] = []
+    skipped: list[_Outcome] = []
+    for row in rows:
+        csm_id = (ctx.accounts.get(row.account_id) or {}).get("csm_id")
+        needed = [("account", row.account_id), ("contact", row.contact_id), ("csm", csm_id)]
+        why = "; ".join(p for key in needed if (p := ctx.problems.get(key)))
+        if not why:
+            kept.append(row)
+            continue
+        fields = ledger_fields(row, now, run_id)
+        audit = audit_row(**fields, decision=Decision.SKIPPED, reason=Reason.UNREADABLE_ROW, detail=why)
+        skipped.append(_Outcome(row, "skipped", audit, error=why))
+    return kept, skipped
 
 
 def _template_context(row: Row[Any], playbook: CompiledPlaybook, ctx: _Context) -> dict[str, Any]:

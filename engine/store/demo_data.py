@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from itertools import accumulate, product, repeat
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 
 from engine.store import models
 from engine.store.bulk import Row, bulk_insert, clear_tables, deferred_indexes
@@ -305,6 +305,8 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
     n_accounts = n_contacts = n_events = 0
     with engine.begin() as conn:
         clear_tables(conn, _TABLES_TO_CLEAR)
+        # The engine's history is gone, so is the mark of its last live tick (engine/tick.py).
+        conn.execute(delete(models.locks).where(models.locks.c.name == "tick"))
         n_csms = bulk_insert(conn, models.csms, _CSM_COLUMNS, _csm_rows(rngs.csms, teams))
         with deferred_indexes(conn, models.events):
             for first in range(1, accounts + 1, _CHUNK):

@@ -10,15 +10,18 @@ import email.policy
 import itertools
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
+from engine.project import Project
 from engine.store.demo_data import generate
 from engine.store.models import audit_log, enrollments, ledger, tasks
-from tests.factories import project
+from tests.factories import Store, project
+from tests.fakes.sendgrid_server import FakeSendGrid
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -136,3 +139,141 @@ def test_the_global_send_rate_can_be_kept_by_a_prefect_concurrency_limit(harness
     assert all(a <= b for a, b in itertools.pairwise(first + second))
     with pytest.raises(Exception, match="touchflow-send-missing"):
         PrefectRateLimiter(rate=5.0, name="touchflow-send-missing").reserve(1)
+
+
+HELLO = """id: hello
+name: Hello
+trigger: {plan: hello}
+steps:
+  - id: hello
+    email: {to: {role: [admin]}, template: welcome/hello}
+"""
+CALL = """id: call
+name: Call
+trigger: {plan: call}
+steps:
+  - id: call
+    task: {title: "Call {{ account.name }}"}
+"""
+
+
+def _small_project(
+    tmp_path: Path, db: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, touchflow_yaml: str = ""
+) -> Project:
+    """Two playbooks and an account for each; the flow's settings point at them."""
+    store = Store(db, NOW)
+    for plan in ("hello", "call"):
+        store.contact(store.account(plan=plan, name=f"{plan.title()} Co"), "admin")
+    proj = project(tmp_path, db_url, playbooks={"hello": HELLO, "call": CALL})
+    if touchflow_yaml:
+        (proj.settings.project_dir / "touchflow.yaml").write_text(touchflow_yaml, encoding="utf-8")
+    monkeypatch.setenv("TOUCHFLOW_PROJECT_DIR", str(proj.settings.project_dir))
+    monkeypatch.setenv("TOUCHFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("TOUCHFLOW_OUTBOX", str(proj.settings.outbox_dir))
+    return proj
+
+
+def test_ledger_and_audit_rows_name_the_configured_channel(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.tick import tick
+
+    with FakeSendGrid() as fake:
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
+        config = f"channel: sendgrid\nsendgrid: {{host: '{fake.url}', timeout: 2s, sandbox: true}}\n"
+        _small_project(tmp_path, db, db_url, monkeypatch, config)
+        rows = {row["playbook"]: row for row in tick(now=NOW)}
+        accepted = len(fake.accepted)
+    assert (rows["hello"]["emails"], rows["call"]["tasks"], accepted) == (1, 1, 1)
+    with db.connect() as conn:
+        ledger_channels = conn.execute(select(ledger.c.kind, ledger.c.channel).order_by(ledger.c.id)).all()
+        audit_channels = conn.execute(
+            select(audit_log.c.decision, audit_log.c.channel)
+            .where(audit_log.c.playbook_id == "hello", audit_log.c.channel.is_not(None))
+            .order_by(audit_log.c.id)
+        ).all()
+    assert sorted(ledger_channels) == [("email", "sendgrid"), ("task", "task")]
+    assert audit_channels == [("sent", "sendgrid")]
+
+
+def test_a_live_tick_never_goes_back_in_time_unless_forced(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.tick import TimeWentBackwards, last_tick
+    from flows.tick import tick
+
+    _small_project(tmp_path, db, db_url, monkeypatch)
+    week_ago = NOW - timedelta(days=7)
+    tick(now=NOW)
+    after_first = _counts(db)
+
+    with pytest.raises(TimeWentBackwards, match="refusing to go back in time; pass --force to run anyway"):
+        tick(now=week_ago)
+    assert _counts(db) == after_first and last_tick(db) == NOW
+
+    preview = {row["playbook"]: row for row in tick(now=week_ago, dry_run=True)}  # not a live tick
+    assert set(preview) == {"hello", "call"} and _counts(db) == after_first
+
+    forced = {row["playbook"]: row for row in tick(now=week_ago, force=True)}
+    assert set(forced) == {"hello", "call"}
+    assert last_tick(db) == NOW  # the latest tick stays the mark
+
+
+def test_a_failing_playbook_is_reported_while_the_others_run(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.tick as flow_module
+    from flows.tick import tick
+
+    _small_project(tmp_path, db, db_url, monkeypatch)
+    real_load = flow_module.load_project
+
+    def load_with_broken_sql(settings: Any) -> Project:
+        from tests.journeys.test_playbook_isolation import _with_broken_sql
+
+        return _with_broken_sql(real_load(settings), "call")
+
+    monkeypatch.setattr(flow_module, "load_project", load_with_broken_sql)
+
+    rows = {row["playbook"]: row for row in tick(now=NOW)}
+
+    assert (rows["hello"]["enrolled"], rows["hello"]["emails"], rows["hello"]["error"]) == (1, 1, None)
+    assert rows["call"]["error"].startswith("evaluating: ") and "no_such_table" in rows["call"]["error"]
+    with db.connect() as conn:
+        failed = conn.execute(select(audit_log).where(audit_log.c.decision == "failed")).one()
+    assert (failed.playbook_id, failed.reason, failed.detail) == ("call", "playbook_failed", rows["call"]["error"])
+
+
+def test_touchflow_run_says_which_playbook_failed_and_exits_1(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import flows.tick as flow_module
+    from engine.cli import app
+    from tests.journeys.test_playbook_isolation import _with_broken_sql
+
+    _small_project(tmp_path, db, db_url, monkeypatch)
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # `run` sets it otherwise
+    real_load = flow_module.load_project
+    monkeypatch.setattr(flow_module, "load_project", lambda settings: _with_broken_sql(real_load(settings), "call"))
+    runner = CliRunner()
+
+    broken = runner.invoke(app, ["run", "--now", NOW.isoformat(), "--json"])
+
+    assert broken.exit_code == 1, broken.output
+    rows = {row["playbook"]: row for row in json.loads(broken.stdout)}
+    assert (rows["hello"]["emails"], rows["hello"]["error"]) == (1, None)
+    said = " ".join(broken.stderr.split())
+    assert said.startswith(f"error: playbook 'call' failed ({rows['call']['error']})"), said
+    assert "Traceback" not in broken.output
+
+    monkeypatch.setattr(flow_module, "load_project", real_load)
+    week_ago = (NOW - timedelta(days=7)).isoformat()
+    refused = runner.invoke(app, ["run", "--now", week_ago])
+    assert refused.exit_code == 1 and "refusing to go back in time" in refused.stderr
+    forced = runner.invoke(app, ["run", "--now", week_ago, "--force", "--json"])
+    assert forced.exit_code == 0, forced.output
+    assert {row["playbook"] for row in json.loads(forced.stdout)} == {"hello", "call"}
