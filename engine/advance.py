@@ -37,8 +37,9 @@ from engine.spec.steps import WaitForWindow, WaitUntil
 from engine.store.bulk import conflict_insert
 from engine.store.catalogue import resolve_field
 from engine.store.models import accounts, contacts, enrollments, ledger
+from engine.store.readable import read_rows
 from engine.suppression import listed, reason_for
-from engine.versions import VersionStore
+from engine.versions import SentInEnrollment, VersionStore, migrated_index
 
 Running = list[tuple[Row[Any], CompiledPlaybook, int]]
 """(enrollment, the playbook version it runs on, the step index it starts at) per due enrollment."""
@@ -95,9 +96,11 @@ class _Batch:
     channel: str
     recipients: dict[int, list[Row[Any]]]
     suppressed: dict[str, str]  # lower-cased address → why it must not be emailed
+    unreadable: dict[int, str]  # contact id → what is wrong with its row (engine/store/readable.py)
     places: dict[int, dict[str, Any]]  # enrollment id → account/contact fields used by waits
     holds: dict[tuple[str, str, str], set[int]]  # (version, step id, "if"|"branch") → enrollments it holds for
     steps_taken: dict[int, int]  # per enrollment, across the rounds of this tick: a loop guard
+    sent: SentInEnrollment = field(default_factory=SentInEnrollment)  # emails each recipient already has
 
 
 def advance(
@@ -119,15 +122,18 @@ def advance(
         plan = _Plan()
         running = _resolve_versions(conn, plan, playbook, store, due, now, run_id)
         running = _goals_and_exits(conn, plan, running, now, run_id)
+        recipients, unreadable = _recipients(conn, playbook, [e for e, _, _ in running])
         batch = _Batch(
             now=now,
             run_id=run_id,
             channel=channel,
-            recipients=(recipients := _recipients(conn, playbook, [e for e, _, _ in running])),
+            recipients=recipients,
             suppressed=_suppressed(conn, recipients),
+            unreadable=unreadable,
             places=_places(conn, playbook, [e for e, _, _ in running]),
             holds=_conditions(conn, running, now),
             steps_taken=steps_taken,
+            sent=SentInEnrollment.load(conn, [e for e, c, _ in running if any(s.kind == "email" for s in c.steps)]),
         )
         for enrollment, compiled, start in running:
             _walk(plan, batch, compiled, enrollment, start)
@@ -186,8 +192,12 @@ def _end(
     index: int | None = None,
 ) -> None:
     decision = {"converted": Decision.CONVERTED, "exited": Decision.EXITED}.get(status, Decision.COMPLETED)
+    # The step the journey ends at (an exit step), as the enrollment records it; none past the end.
+    at_step = compiled.steps[index].id if index is not None and index < len(compiled.steps) else None
     plan.audit.append(
-        audit_row(**_base(enrollment, compiled, now, run_id), decision=decision, reason=reason, detail=detail)
+        audit_row(
+            **_base(enrollment, compiled, now, run_id), step_id=at_step, decision=decision, reason=reason, detail=detail
+        )
     )
     counter = {"converted": "converted", "exited": "exited"}.get(status, "completed")
     setattr(plan.result, counter, getattr(plan.result, counter) + 1)
@@ -250,7 +260,7 @@ def _resolve_versions(
         elif policy.on_change == "continue" and old is not None:
             running.append((enrollment, old, enrollment.step_index))
         else:  # migrate (or continue without a record of the old version): move by step id
-            index = _migrated_index(current, old, enrollment)
+            index = migrated_index(current, old, enrollment.step_index, enrollment.step_id)
             if index is None:
                 _end(
                     plan,
@@ -265,20 +275,6 @@ def _resolve_versions(
             else:
                 running.append((enrollment, current, index))
     return running
-
-
-def _migrated_index(current: CompiledPlaybook, old: CompiledPlaybook | None, enrollment: Row[Any]) -> int | None:
-    here = current.index_of(enrollment.step_id)
-    if here is not None or enrollment.step_id is None:
-        return here if here is not None else min(enrollment.step_index, len(current.steps))
-    if current.spec.versions.on_missing_step == "exit" or old is None:
-        return None
-    # Go on after the last step both versions share that comes before the missing one.
-    for step in reversed(old.steps[: enrollment.step_index]):
-        shared = current.index_of(step.id)
-        if shared is not None:
-            return shared + 1
-    return 0
 
 
 def _goals_and_exits(conn: Connection, plan: _Plan, running: Running, now: datetime, run_id: str) -> Running:
@@ -325,21 +321,26 @@ def _conditions(conn: Connection, running: Running, now: datetime) -> dict[tuple
     return holds
 
 
-def _recipients(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, list[Row[Any]]]:
-    """Contacts of the due subjects, keyed by account (or by contact for contact subjects)."""
+def _recipients(
+    conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]
+) -> tuple[dict[int, list[Row[Any]]], dict[int, str]]:
+    """Contacts of the due subjects, keyed by account (or by contact for contact subjects), and
+    what is wrong with the rows that cannot be read (each costs its own delivery only)."""
     if not due:
-        return {}
+        return {}, {}
     c = contacts.c
     cols = (c.id, c.account_id, c.email, c.name, c.role)
     by_owner: dict[int, list[Row[Any]]] = defaultdict(list)
     if playbook.subject == "contact":
-        for row in conn.execute(select(*cols).where(c.id.in_([d.subject_id for d in due]))):
+        read = read_rows(conn, select(*cols).where(c.id.in_([d.subject_id for d in due])), contacts)
+        for row in read.rows:
             by_owner[row.id].append(row)
     else:
         account_ids = sorted({d.account_id for d in due})
-        for row in conn.execute(select(*cols).where(c.account_id.in_(account_ids)).order_by(c.id)):
+        read = read_rows(conn, select(*cols).where(c.account_id.in_(account_ids)).order_by(c.id), contacts)
+        for row in read.rows:
             by_owner[row.account_id].append(row)
-    return by_owner
+    return by_owner, read.problems
 
 
 def _suppressed(conn: Connection, recipients: dict[int, list[Row[Any]]]) -> dict[str, str]:
@@ -348,20 +349,25 @@ def _suppressed(conn: Connection, recipients: dict[int, list[Row[Any]]]) -> dict
 
 
 def _places(conn: Connection, playbook: CompiledPlaybook, due: Sequence[Row[Any]]) -> dict[int, dict[str, Any]]:
-    """Per enrollment: the account's (and contact's) row, for waits on dates and local windows."""
+    """Per enrollment: the account's (and contact's) row, for waits on dates and local windows, and
+    under "problems" what is wrong with either row when it cannot be read (update steps skip it)."""
     if not due:
         return {}
-    account_rows = {
-        r.id: dict(r._mapping)
-        for r in conn.execute(select(accounts).where(accounts.c.id.in_(sorted({d.account_id for d in due}))))
-    }
+    read = read_rows(conn, select(accounts).where(accounts.c.id.in_(sorted({d.account_id for d in due}))), accounts)
+    account_rows = {r.id: dict(r._mapping) for r in read.rows}
+    problems = {("account", i): p for i, p in read.problems.items()}
     contact_rows: dict[int, dict[str, Any]] = {}
     if playbook.subject == "contact":
         ids = sorted({d.subject_id for d in due})
-        contact_rows = {r.id: dict(r._mapping) for r in conn.execute(select(contacts).where(contacts.c.id.in_(ids)))}
+        read = read_rows(conn, select(contacts).where(contacts.c.id.in_(ids)), contacts)
+        contact_rows = {r.id: dict(r._mapping) for r in read.rows}
+        problems.update({("contact", i): p for i, p in read.problems.items()})
     out = {}
     for d in due:
         out[d.id] = {"account": account_rows.get(d.account_id, {}), "contact": contact_rows.get(d.subject_id, {})}
+        found = {"account": problems.get(("account", d.account_id)), "contact": problems.get(("contact", d.subject_id))}
+        if any(found.values()):
+            out[d.id]["problems"] = found
     return out
 
 
@@ -447,6 +453,16 @@ def _walk(plan: _Plan, batch: _Batch, compiled: CompiledPlaybook, enrollment: Ro
                 plan, compiled, step, enrollment, base, "webhook", {"webhook": spec.webhook.model_dump(mode="json")}
             )
             plan.result.webhooks_planned += 1
+        elif isinstance(spec, UpdateStep) and (
+            unreadable := batch.places.get(enrollment.id, {}).get("problems", {}).get(spec.update.target)
+        ):
+            # Never write to a row that cannot be read: traits would be rebuilt from nothing.
+            plan.audit.append(
+                audit_row(
+                    **base, step_id=step.id, decision=Decision.SKIPPED, reason=Reason.UNREADABLE_ROW, detail=unreadable
+                )
+            )
+            plan.result.skipped += 1
         elif isinstance(spec, UpdateStep):
             contact = enrollment.subject_id if enrollment.subject_type == "contact" else None
             plan.updates.append((spec, enrollment.id, enrollment.account_id, contact))
@@ -523,11 +539,13 @@ def _plan_email(
             key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
             _hold_out(plan, step, person, key, held_by, enrollment, playbook, batch, base)
         return
-    payload: dict[str, Any] = {"template": spec.email.template, "from": spec.email.from_}
+    # `step_template` is what the step sends whatever the arm: what a later version must not repeat.
+    template = spec.email.template
+    payload: dict[str, Any] = {"template": template, "from": spec.email.from_, "step_template": template}
     not_before = None
     if arm is not None:
         # The arm's overrides travel in the payload, like the step itself: dispatch reads no file.
-        payload = {"template": arm.template or spec.email.template, "from": arm.from_ or spec.email.from_}
+        payload |= {"template": arm.template or template, "from": arm.from_ or spec.email.from_}
         if arm.subject is not None:
             payload["subject"] = arm.subject
         if arm.delay is not None:
@@ -540,10 +558,19 @@ def _plan_email(
         problem = email_problem(person.email)
         why_not = batch.suppressed.get((person.email or "").strip().lower())
         reason = Reason.INVALID_EMAIL
+        if person.id in batch.unreadable:  # a contact row that cannot be read costs its own delivery
+            problem, reason = batch.unreadable[person.id], Reason.UNREADABLE_ROW
         if problem is None and why_not is not None:
             problem, reason = (
                 f"{person.email} is on the suppression list ({why_not})",
                 reason_for(why_not),
+            )
+        if already := batch.sent.earlier(playbook, step, enrollment.id, person.id):
+            # An edit gave a step that already sent this a new id (and so a new send key).
+            problem, reason = (
+                f"the recipient already has '{spec.email.template}' in this enrollment "
+                f"(step {', '.join(repr(s) for s in already)}): not sent again",
+                Reason.ALREADY_SENT_IN_ENROLLMENT,
             )
         plan.ledger.append(
             {
@@ -584,6 +611,7 @@ def _plan_email(
             )
         else:
             plan.result.emails_planned += 1
+            batch.sent.add(enrollment.id, person.id, step.id, spec.email.template)
 
 
 def _held_out_by(playbook: CompiledPlaybook, subject: str) -> str | None:

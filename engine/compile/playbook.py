@@ -26,7 +26,7 @@ from engine.compile.triggers import Source, trigger_source
 from engine.load import LoadedPlaybook
 from engine.spec import AnyStep, Playbook
 from engine.spec.base import format_duration
-from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
+from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_ids
 from engine.spec.steps import step_kind
 from engine.store.models import accounts, condition_state, contacts, enrollments
 
@@ -191,8 +191,8 @@ def compile_playbook(loaded: LoadedPlaybook) -> CompiledPlaybook:
 def compile_spec(spec: Playbook, version: str, path: str = "", source: str = "") -> CompiledPlaybook:
     """Compile a spec (from a file, or a stored earlier version)."""
     steps = tuple(
-        CompiledStep(index=i, id=step_id(step, i), kind=cast_kind(step_kind(step)), spec=step)
-        for i, step in enumerate(spec.steps)
+        CompiledStep(index=i, id=sid, kind=cast_kind(step_kind(step)), spec=step)
+        for i, (step, sid) in enumerate(zip(spec.steps, step_ids(spec.steps), strict=True))
     )
     return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps, text=source)
 

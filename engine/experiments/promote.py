@@ -29,7 +29,7 @@ from ruamel.yaml.error import YAMLError
 
 from engine.load import LoadedPlaybook, load_playbook_text, parse_yaml
 from engine.problems import ProblemsFound, did_you_mean
-from engine.spec import EmailStep, Playbook, step_id
+from engine.spec import EmailStep, Playbook, step_ids
 from engine.spec.steps import step_kind
 
 __all__ = ["ArmWeight", "PromoteError", "PromoteResult", "promote"]
@@ -94,7 +94,7 @@ class PromoteResult:
 def promote(path: Path, step: str, arm: str) -> PromoteResult:
     """Give arm `arm` of the experiment on step `step` all the weight, rewriting the playbook file.
 
-    `step` is a step id, or the default id `<kind>-<position>` (e.g. `email-2`). The winner gets
+    `step` is a step id, or the step's position as `<kind>-<position>` (e.g. `email-2`). The winner gets
     `weight: 100`, every other arm (a holdout too) `weight: 0`; arms without a `weight` get one.
     Only the weight lines change; the file is written atomically, and not at all when the arm
     already has all the weight. Raises PromoteError, leaving the file untouched, when the file is
@@ -106,7 +106,7 @@ def promote(path: Path, step: str, arm: str) -> PromoteResult:
     loaded = _load(raw, shown)
     index = _find_step(loaded, step, shown)
     spec_step = loaded.spec.steps[index]
-    name = step_id(spec_step, index)
+    name = step_ids(loaded.spec.steps)[index]
     line = loaded.located.where(("steps", index))[0]
     if not isinstance(spec_step, EmailStep):
         raise PromoteError(
@@ -174,7 +174,7 @@ def _a(word: str) -> str:
 
 def _find_step(loaded: LoadedPlaybook, step: str, shown: str) -> int:
     steps = loaded.spec.steps
-    ids = [step_id(s, i) for i, s in enumerate(steps)]
+    ids = step_ids(steps)
     if step in ids:
         return ids.index(step)
     # A step with an id of its own may still be named by its position: `email-2`.

@@ -18,7 +18,7 @@ from engine.spec.steps import (
     UpdateStep,
     WaitStep,
     WebhookStep,
-    step_id,
+    step_ids,
 )
 
 __all__ = [
@@ -44,5 +44,5 @@ __all__ = [
     "Versions",
     "WaitStep",
     "WebhookStep",
-    "step_id",
+    "step_ids",
 ]

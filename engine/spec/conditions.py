@@ -80,7 +80,8 @@ class FieldCondition(RootModel[dict[str, FieldTest]]):
 
     A bare value means `eq`: `{tier: tech_touch}`. For contact subjects, a bare field name is the
     contact's field if it has one, else the account's; `account.` and `contact.` prefixes say
-    which explicitly. `traits.NAME` reads a key of the JSON traits.
+    which explicitly. `traits.NAME` reads the key NAME of the JSON traits, exactly as written:
+    `traits.plan.tier` is the key `plan.tier`, not a path into nested objects.
     """
 
     root: dict[str, FieldTest] = Field(min_length=1)

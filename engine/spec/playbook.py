@@ -10,9 +10,9 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from engine.spec.base import Duration, SignedDuration, SpecModel
 from engine.spec.conditions import Condition, PropertyFilter, condition_kind
 from engine.spec.policy import PlaybookPolicy
-from engine.spec.steps import IDENTIFIER, TEMPLATE_NAME, Step, step_id
+from engine.spec.steps import IDENTIFIER, TEMPLATE_NAME, Step, step_ids
 
-__all__ = ["IDENTIFIER", "TEMPLATE_NAME", "step_id"]
+__all__ = ["IDENTIFIER", "TEMPLATE_NAME", "step_ids"]
 
 
 class DateTrigger(SpecModel):

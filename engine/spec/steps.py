@@ -6,12 +6,17 @@ Every step may carry `id` (stable name for send keys, the audit, branches and ve
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from engine.spec.base import Duration, Scalar, SignedDuration, SpecModel
+from engine.spec.base import Duration, Scalar, SignedDuration, SpecModel, format_duration
 from engine.spec.conditions import Condition
 
 Role = Literal["admin", "champion", "user", "exec_sponsor", "billing"]
@@ -226,9 +231,12 @@ class WebhookAction(SpecModel):
 
 
 class _StepBase(SpecModel):
-    id: str | None = Field(default=None, pattern=IDENTIFIER)
-    """The step's stable name, used in send keys, the audit, branches and version moves;
-    default `<kind>-<position>`."""
+    id: str | None = Field(default=None, pattern=IDENTIFIER, max_length=100)
+    """The step's stable name, used in send keys, the audit, branches and version moves.
+    Default: named after what the step does, not where it is, so inserting or moving other steps
+    keeps it: the email's template (`email-welcome-hello`), the wait (`wait-3d`), the task's title
+    (`task-call-account-name`), the exit's reason (`exit-not-a-fit`), else `<kind>-<8 hex digits
+    of its content>`; `-2`, `-3`… for a second and third such step."""
     if_: Condition | None = Field(default=None, alias="if")
     """Run the step only when this holds; otherwise skip it (it is audited as skipped)."""
 
@@ -320,6 +328,70 @@ Step = Annotated[
 """One step of the journey."""
 
 
-def step_id(step: AnyStep, index: int) -> str:
-    """The step's id, or `<kind>-<position>` (1-based) when it has none."""
-    return step.id or f"{_BY_CLASS[type(step)]}-{index + 1}"
+def step_ids(steps: Sequence[AnyStep]) -> list[str]:
+    """Each step's id: its own, or one derived from its content (see `_StepBase.id`).
+
+    A derived id depends on the step's kind and what it does, never on its position: adding,
+    removing or moving another step leaves it unchanged, so journeys in flight, send keys and
+    experiment ids keep their step. A true duplicate (a second step doing the same thing) gets a
+    suffix, `-2`, `-3`…; steps whose readable names clash with an explicit id or with each other
+    (two titles that differ only in punctuation) are named by their content's hash instead.
+    """
+    explicit = {step.id for step in steps if step.id is not None}
+    derived = {i: _names(step) for i, step in enumerate(steps) if step.id is None}
+    # A readable name two different steps would share names neither: both take their hash, so
+    # which one comes first does not matter.
+    contents: dict[str, set[str]] = defaultdict(set)
+    for readable, _, content in derived.values():
+        contents[readable].add(content)
+    used = set(explicit)
+    out = []
+    for i, step in enumerate(steps):
+        if step.id is not None:
+            out.append(step.id)
+            continue
+        readable, hashed, _ = derived[i]
+        base = readable if readable and readable not in explicit and len(contents[readable]) == 1 else hashed
+        name, n = base, 1
+        while name in used:  # a true duplicate: the first free suffix
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name)
+        out.append(name)
+    return out
+
+
+MAX_READABLE = 60
+"""Longest readable part of a derived id; longer content is named by its hash."""
+
+
+def _names(step: AnyStep) -> tuple[str, str, str]:
+    """The readable name ('' when the content has none), the hashed one, and the content."""
+    kind = _BY_CLASS[type(step)]
+    content = json.dumps([kind, step_content(step)], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    readable = ""
+    if isinstance(step, EmailStep | TaskStep | ExitStep):
+        readable = str(step_content(step))
+    elif isinstance(step, WaitStep) and isinstance(step.wait, timedelta):
+        readable = format_duration(step.wait)
+    # Only plain ASCII reads well once slugged (a Korean title would lose every letter); a
+    # webhook's URL may carry a secret, so webhooks (like the other kinds) are named by a hash.
+    slug = re.sub(r"[^a-z0-9_]+", "-", readable.lower()).strip("-") if readable.isascii() else ""
+    named = f"{kind}-{slug}" if slug and len(slug) <= MAX_READABLE else ""
+    return named, f"{kind}-{hashlib.sha256(content.encode()).hexdigest()[:8]}", content
+
+
+def step_content(step: AnyStep) -> Any:
+    """What identifies a step across versions of its playbook: what it sends or does. An email is
+    its template (not its experiment: arms and weights change, `experiments promote` rewrites
+    them), a task its title, a webhook its URL, an exit its reason; the other kinds are all their
+    settings. A step's `if` is not part of it: guarding a step keeps it the same step."""
+    if isinstance(step, EmailStep):
+        return step.email.template
+    if isinstance(step, TaskStep):
+        return step.task.title
+    if isinstance(step, WebhookStep):
+        return step.webhook.url or step.webhook.url_env
+    if isinstance(step, ExitStep):
+        return step.exit
+    return step.model_dump(mode="json", by_alias=True, exclude={"id", "if_"})

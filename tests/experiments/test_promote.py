@@ -23,7 +23,7 @@ owner: marketing@touchflow.example
 trigger: {date: contract_start, every_year: true, window: 3d}
 steps:
   - wait: 1d                       # let the renewal dust settle
-  - id: anniversary-email          # optional; default id is "email-2"
+  - id: anniversary-email          # optional; default id is "email-anniversary-thanks"
     email:
       to: {role: [admin]}
       template: anniversary/thanks
@@ -139,7 +139,7 @@ def test_promote_by_default_id_inserts_missing_weights(playbook: Path) -> None:
     assert "          - id: short\n            weight: 100\n            subject: 'One year!'   # no weight" in after
     assert weights_of(playbook, 2) == {"short": 100, "long": 0, "quiet": 0}
     assert weights_of(playbook, 1) == {"a": 45, "b": 45, "holdout": 10}  # the other experiment is untouched
-    assert result.step == "email-3"
+    assert result.step == "email-anniversary-thanks"
     assert [(w.arm, w.old, w.new) for w in result.weights] == [
         ("short", None, 100),
         ("long", 2.5, 0),
@@ -190,7 +190,7 @@ def test_promoting_another_arm_afterwards_moves_the_weight(playbook: Path) -> No
 
 def test_describe_lists_every_arm(playbook: Path) -> None:
     text = promote(playbook, "email-3", "short").describe()
-    assert "step 'email-3', arm 'short' promoted" in text
+    assert "step 'email-anniversary-thanks', arm 'short' promoted" in text
     assert "short: unset (1) → 100" in text
     assert "long: 2.5 → 0" in text
 
@@ -347,10 +347,10 @@ def test_a_file_changed_meanwhile_is_not_overwritten(playbook: Path, monkeypatch
             "aniversary-email",
             "b",
             r"no step 'aniversary-email' \(did you mean 'anniversary-email'\?\); "
-            r"the steps of this playbook are: wait-1, anniversary-email, email-3, exit-4",
+            r"the steps of this playbook are: wait-1d, anniversary-email, email-anniversary-thanks, exit-thanked",
         ),
-        ("wait-1", "a", r"anniversary\.yaml:8: step 'wait-1' is a wait step; only email steps have experiments"),
-        ("exit-4", "a", r"anniversary\.yaml:37: step 'exit-4' is an exit step"),
+        ("wait-1", "a", r"anniversary\.yaml:8: step 'wait-1d' is a wait step; only email steps have experiments"),
+        ("exit-thanked", "a", r"anniversary\.yaml:37: step 'exit-thanked' is an exit step"),
         (
             "anniversary-email",
             "c",
@@ -372,7 +372,7 @@ def test_an_email_step_without_experiment(tmp_path: Path) -> None:
         "  - wait: 1d\n  - email: {template: t, to: {role: [admin]}}\n"
     )
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(PromoteError, match=r"plain\.yaml:6: email step 'email-2' has no experiment"):
+    with pytest.raises(PromoteError, match=r"plain\.yaml:6: email step 'email-t' has no experiment"):
         promote(path, "email-2", "a")
     assert path.read_text(encoding="utf-8") == text
 

@@ -470,7 +470,7 @@ def test_report_of_every_playbook(scenario: Scenario) -> None:
     results = _report(scenario, playbook=None)
     assert [(r.playbook, r.step, r.experiment, r.metric) for r in results] == [
         ("exp", "hello", "exp.hello", "opened"),
-        ("quiet", "email-2", "quiet-test", "clicked"),
+        ("quiet", "email-exp-hello", "quiet-test", "clicked"),
     ]
     quiet = results[1]
     # Arms written in the playbook but without rows yet: there, with n = 0.

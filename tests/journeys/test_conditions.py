@@ -70,7 +70,7 @@ def test_step_condition_and_branch_on_data(db: Engine, db_url: str, tmp_path: Pa
     assert [(r.reason, r.detail) for r in audit(db, account_id=routed_vip, decision="branched")] == [
         ("branch", "condition holds: go to call")
     ]
-    assert decisions(db, account_id=routed_vip, decision="exited") == [("exited", "exit_step", None)]
+    assert decisions(db, account_id=routed_vip, decision="exited") == [("exited", "exit_step", "exit-called")]
     assert steps_done(db, routed_std) == ["mail"]
     assert enrollment(db, routed_std).status == "completed"
     assert [r.detail for r in audit(db, account_id=routed_std, decision="branched")] == [

@@ -64,7 +64,7 @@ def test_advancing_again_at_the_same_now_plans_nothing(db: Engine, db_url: str, 
     keys = [r.send_key for r in ledger_rows(db)]
     assert len(set(keys)) == len(keys)
     assert Counter((r.decision, r.step_id) for r in audit(db)) == Counter(
-        {("enrolled", None): 1, ("waiting", "wait-3"): 1}
+        {("enrolled", None): 1, ("waiting", "wait-1d"): 1}
     )
     e = enrollment(db, acc)
     assert (e.step_id, e.next_run_at) == ("follow-up", NOW + timedelta(days=1))

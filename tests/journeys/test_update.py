@@ -172,4 +172,4 @@ def test_a_date_written_as_text_goes_into_the_traits(db: Engine, db_url: str, tm
 
     assert _account(db, acc).traits == {"region": "emea", "renewed_on": "2026-12-01"}
     assert _account(db, other).traits == {"renewed_on": "2026-12-01"}
-    assert steps_done(db, acc) == steps_done(db, other) == ["task-2"]
+    assert steps_done(db, acc) == steps_done(db, other) == ["task-after"]

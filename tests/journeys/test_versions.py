@@ -7,11 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from engine import tick
+from engine.store.models import enrollments
 from tests.factories import Store
 from tests.journeys.helpers import NOW, audit, enrollment, ledger_rows, load, run_tick, steps_done, task_rows
+from tests.journeys.mailbox import received, repeats
 
 LATER = NOW + timedelta(days=3)
 V1_STEPS = """\
@@ -126,3 +128,120 @@ def test_paused_playbook_does_not_run_and_keeps_its_state(db: Engine, db_url: st
     run_tick(db, resumed, LATER + timedelta(days=11))
     assert (enrollment(db, acc).status, steps_done(db, acc)) == ("completed", ["first", "second"])
     assert steps_done(db, newcomer) == ["first"]
+
+
+NO_IDS = """\
+  - email: {to: {role: [admin, champion]}, template: welcome/hello}
+  - wait: 3d
+  - email: {to: {role: [admin, champion]}, template: inactive/tips}
+"""
+FIRST_TASK = '  - task: {title: "Kick-off call"}\n'
+
+
+def test_inserting_a_first_step_without_ids_sends_nothing_twice(db: Engine, db_url: str, tmp_path: Path) -> None:
+    store = Store(db, NOW)
+    acc = store.account(plan="versioned")
+    people = [f"person{store.contact(acc, role)}@acme.example" for role in ("admin", "champion")]
+    v1 = load(tmp_path, db_url, versioned(NO_IDS, "migrate", "next"))
+    run_tick(db, v1, NOW)
+    assert sorted(m.to for m in received(db, v1.settings.outbox_dir)) == people  # the welcome went out
+
+    v2 = load(tmp_path, db_url, versioned(FIRST_TASK + NO_IDS, "migrate", "next"))  # every step moves down
+    run_tick(db, v2, LATER)
+    run_tick(db, v2, LATER + timedelta(days=3))
+
+    mail = received(db, v2.settings.outbox_dir)
+    assert repeats(mail) == {}  # actual: the journey restarted and the welcome went out twice
+    assert sorted((m.to, m.template) for m in mail) == sorted(
+        (p, t) for p in people for t in ("welcome/hello", "inactive/tips")
+    )
+    assert (enrollment(db, acc).status, task_rows(db)) == ("completed", [])  # the new first step is behind it
+
+
+RENAMED_V1 = """\
+  - id: hello
+    email: {to: {role: [admin, champion]}, template: welcome/hello}
+  - id: pause
+    wait: 3d
+  - id: bye
+    email: {to: {role: [admin, champion]}, template: inactive/tips}
+"""
+RENAMED_V2 = RENAMED_V1.replace("id: hello", "id: hi").replace("id: pause", "id: rest").replace("id: bye", "id: ciao")
+
+
+def test_an_email_already_sent_in_the_enrollment_is_skipped_whatever_its_step_id(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Every id renamed: nothing is shared, so `next` restarts the journey; the welcome is not sent
+    again (audited), the rest of the journey goes on."""
+    store = Store(db, NOW)
+    acc = store.account(plan="versioned")
+    contacts = [store.contact(acc, role) for role in ("admin", "champion")]
+    run_tick(db, load(tmp_path, db_url, versioned(RENAMED_V1, "migrate", "next")), NOW)
+    v2 = load(tmp_path, db_url, versioned(RENAMED_V2, "migrate", "next"))
+    run_tick(db, v2, LATER)
+    run_tick(db, v2, LATER + timedelta(days=3))
+
+    mail = received(db, v2.settings.outbox_dir)
+    assert repeats(mail) == {}  # actual: the welcome went out twice under its new id
+    assert sorted((m.template, m.step_id) for m in mail) == [
+        ("inactive/tips", "ciao"),
+        ("inactive/tips", "ciao"),
+        ("welcome/hello", "hello"),
+        ("welcome/hello", "hello"),
+    ]
+    skipped = audit(db, decision="skipped")
+    assert sorted((r.reason, r.step_id, r.contact_id) for r in skipped) == [
+        ("already_sent_in_enrollment", "hi", c) for c in contacts
+    ]
+    assert all("'hello'" in r.detail and "welcome/hello" in r.detail for r in skipped)
+    assert [r.status for r in ledger_rows(db, step_id="hi")] == ["skipped", "skipped"]
+    assert enrollment(db, acc).status == "completed"
+
+
+LADDER = """\
+  - id: first
+    email: {to: {role: [billing]}, template: billing/overdue}
+  - id: pause
+    wait: 3d
+  - id: second
+    email: {to: {role: [billing]}, template: billing/overdue}
+"""
+
+
+def test_a_playbook_that_repeats_an_email_on_purpose_still_sends_each_step(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Two steps with the same template are two messages: the guard counts steps, not templates."""
+    store = Store(db, NOW)
+    acc = store.account(plan="versioned")
+    store.contact(acc, "billing")
+    run_tick(db, load(tmp_path, db_url, versioned(LADDER, "migrate", "next")), NOW)
+    v2 = load(tmp_path, db_url, versioned(FIRST_TASK + LADDER, "migrate", "next"))
+    run_tick(db, v2, LATER)
+
+    mail = received(db, v2.settings.outbox_dir)
+    assert [m.step_id for m in mail] == ["first", "second"]
+    assert list(repeats(mail).values()) == [2]
+    assert enrollment(db, acc).status == "completed"
+
+
+def test_a_journey_that_recorded_a_positional_default_id_keeps_its_place(
+    db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Journeys in flight from before default ids were derived from content recorded `email-3`;
+    the old version, compiled today, still says which step that is."""
+    store = Store(db, NOW)
+    acc = store.account(plan="versioned")
+    store.contact(acc, "admin")
+    run_tick(db, load(tmp_path, db_url, versioned(NO_IDS, "migrate", "exit")), NOW)
+    assert (enrollment(db, acc).step_index, enrollment(db, acc).step_id) == (2, "email-inactive-tips")
+    with db.begin() as conn:
+        conn.execute(update(enrollments).where(enrollments.c.account_id == acc).values(step_id="email-3"))
+
+    v2 = load(tmp_path, db_url, versioned(FIRST_TASK + NO_IDS, "migrate", "exit"))
+    run_tick(db, v2, LATER)
+
+    e = enrollment(db, acc)
+    assert (e.status, e.outcome) == ("completed", "all 4 steps done")  # actual: exited, step 'email-3' missing
+    assert sorted(m.template for m in received(db, v2.settings.outbox_dir)) == ["inactive/tips", "welcome/hello"]
