@@ -32,7 +32,7 @@ from pydantic import Field, ValidationError
 
 from engine.load.pydantic_errors import problems_from_validation
 from engine.load.yaml_nodes import parse_yaml
-from engine.problems import ProblemsFound
+from engine.problems import Problem, ProblemsFound
 from engine.spec.base import Duration, SpecModel
 from engine.spec.policy import Policy
 
@@ -105,22 +105,21 @@ class DeliverySettings(SpecModel):
     """Caps, quiet hours, business days, the global send rate and CSM workload (engine/spec/policy.py)."""
 
 
+class SettingsError(ValueError):
+    """An environment override that is not a valid setting; the message names the variable."""
+
+
 def load_delivery(project_dir: Path) -> DeliverySettings:
-    """`touchflow.yaml` of the project (if any) with the environment's overrides."""
+    """`touchflow.yaml` of the project (if any) with the environment's overrides.
+
+    No file means the defaults. A file that is there but cannot be used (unreadable, a
+    directory, not YAML, not a mapping, invalid settings) raises ProblemsFound naming it: the
+    sending policy lives in this file, so a tick never runs without the policy it was given.
+    An invalid environment override raises SettingsError.
+    """
     path = project_dir / "touchflow.yaml"
-    data: dict[str, object] = {}
-    if path.is_file():
-        located = parse_yaml(path.read_bytes(), str(path))
-        if located.data is not None:
-            if not isinstance(located.data, dict):
-                raise ValueError(f"{path}: expected a mapping")
-            data = dict(located.data)
-        try:
-            settings = DeliverySettings.model_validate(data)
-        except ValidationError as exc:
-            raise ProblemsFound(problems_from_validation(exc, located, DeliverySettings)) from None
-    else:
-        settings = DeliverySettings()
+    # lexists: a dangling or looping symlink is a file the operator meant, not an absent one.
+    settings = _from_file(path) if os.path.lexists(path) else DeliverySettings()
     updates: dict[str, object] = {}
     if os.environ.get("TOUCHFLOW_CHANNEL"):
         updates["channel"] = os.environ["TOUCHFLOW_CHANNEL"]
@@ -129,5 +128,45 @@ def load_delivery(project_dir: Path) -> DeliverySettings:
         sendgrid["host"] = os.environ["TOUCHFLOW_SENDGRID_HOST"]
     if os.environ.get("TOUCHFLOW_SENDGRID_SANDBOX"):
         sendgrid["sandbox"] = os.environ["TOUCHFLOW_SENDGRID_SANDBOX"].lower() in ("1", "true", "yes")
-    updates["sendgrid"] = SendGridSettings.model_validate(sendgrid)
-    return DeliverySettings.model_validate({**settings.model_dump(), **updates})
+    try:
+        updates["sendgrid"] = SendGridSettings.model_validate(sendgrid)
+        return DeliverySettings.model_validate({**settings.model_dump(), **updates})
+    except ValidationError as exc:
+        raise SettingsError(_override_error(exc)) from None
+
+
+_TYPE_NAMES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+
+
+def _from_file(path: Path) -> DeliverySettings:
+    shown = str(path)
+    if path.is_dir():
+        raise ProblemsFound([Problem(shown, 1, 1, "touchflow.yaml is a directory, not a settings file")])
+    if path.exists() and not path.is_file():  # a FIFO or a device: reading could block or never end
+        raise ProblemsFound([Problem(shown, 1, 1, "touchflow.yaml is not a regular file")])
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ProblemsFound([Problem(shown, 1, 1, f"cannot read touchflow.yaml: {reason}")]) from None
+    located = parse_yaml(raw, shown)
+    if located.data is None:  # an empty file (or only comments): the defaults
+        return DeliverySettings()
+    if not isinstance(located.data, dict):
+        what = _TYPE_NAMES.get(type(located.data), f"a {type(located.data).__name__}")
+        line, col = located.where(())
+        message = f"touchflow.yaml holds {what}; it must be a mapping of settings (channel:, policy:, …)"
+        raise ProblemsFound([Problem(shown, line, col, message)])
+    try:
+        return DeliverySettings.model_validate(dict(located.data))
+    except ValidationError as exc:
+        raise ProblemsFound(problems_from_validation(exc, located, DeliverySettings)) from None
+
+
+_OVERRIDES = {"channel": "TOUCHFLOW_CHANNEL", "host": "TOUCHFLOW_SENDGRID_HOST"}
+
+
+def _override_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = _OVERRIDES.get(str(first["loc"][-1]) if first["loc"] else "", "an environment override")
+    return f"{name}={first.get('input')!r}: {first['msg']}"

@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -44,13 +44,23 @@ def shown_url(url: str) -> str:
         return "(malformed database URL)"
 
 
-def open_store(url: str) -> Engine:
-    """Connect and migrate, or exit with one line saying why the store cannot be opened."""
-    from engine.store.db import connect
-    from engine.store.db import migrate as upgrade
+def connect_or_exit(url: str) -> Engine:
+    """An Engine on the store (nothing is read yet), or exit 1 when the URL cannot be used."""
+    from engine.store.db import DatabaseURLError, connect
 
     try:
-        engine = connect(url)
+        return connect(url)
+    except DatabaseURLError as exc:
+        err.print(f"cannot open the store at {shown_url(url)}: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def open_store(url: str) -> Engine:
+    """Connect and migrate, or exit with one line saying why the store cannot be opened."""
+    from engine.store.db import migrate as upgrade
+
+    engine = connect_or_exit(url)
+    try:
         upgrade(engine)
     except (SQLAlchemyError, ValueError) as exc:
         reason = getattr(exc, "orig", None) or exc
@@ -61,14 +71,22 @@ def open_store(url: str) -> Engine:
 
 def project_or_exit(settings: Settings) -> Project:
     """The loaded project, or every problem as `file:line:col: error: …` and exit 1."""
+    from engine.delivery_config import SettingsError
     from engine.project import load_project
 
     try:
         return load_project(settings)
-    except ProblemsFound as exc:
-        for problem in exc.problems:
-            err.print(problem.format(), markup=False)
-        raise typer.Exit(1) from None
+    except (ProblemsFound, SettingsError) as exc:
+        report_and_exit(exc)
+
+
+def report_and_exit(exc: ProblemsFound | ValueError) -> NoReturn:
+    """Print what is wrong with the project's files or settings, one line each, and exit 1."""
+    for problem in exc.problems if isinstance(exc, ProblemsFound) else []:
+        err.print(problem.format(), markup=False, soft_wrap=True)
+    if not isinstance(exc, ProblemsFound):
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 def parse_now(value: str | None) -> datetime:
@@ -150,14 +168,34 @@ def _prefect_environment(project_dir: Path) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+def _start_prefect_api() -> None:
+    """Without a configured Prefect API, start one as a child that dies with this process
+    (Prefect's own ephemeral server outlives a `kill -9`); exit 1 with a message if it cannot."""
+    from flows.prefect_server import ServerStartError, prefect_api_configured, start_api_server
+
+    if prefect_api_configured():
+        return
+    try:
+        start_api_server()
+    except (ServerStartError, OSError) as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def run(
     now: NowOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what the tick would do; write nothing.")] = False,
     playbook: Annotated[str | None, typer.Option(help="Run only this playbook.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even when --now is before the store's last tick.")
+    ] = False,
 ) -> None:
-    """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand)."""
+    """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand).
+
+    Exits 1 when a playbook failed (the others still ran; stderr says which and why), and refuses
+    a live tick earlier than the store's last one unless --force."""
     settings = load_settings()
     _prefect_environment(settings.project_dir)
 
@@ -168,11 +206,19 @@ def run(
     except KeyError as exc:
         err.print(f"error: {exc.args[0]}", markup=False)
         raise typer.Exit(2) from None
-    open_store(settings.database_url)  # a new store gets its tables; an old one its upgrades
+    store = open_store(settings.database_url)  # a new store gets its tables; an old one its upgrades
+    if not (dry_run or force):
+        _refuse_going_back(store, at)  # before Prefect starts; the flow checks again, atomically
+    store.dispose()
+    _start_prefect_api()
+    from engine.tick import TimeWentBackwards
     from flows.tick import tick
 
     try:
-        rows = tick(now=at, dry_run=dry_run, playbook=playbook)
+        rows = tick(now=at, dry_run=dry_run, playbook=playbook, force=force)
+    except TimeWentBackwards as exc:  # another tick moved the store's clock since the check above
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except Exception as exc:
         if os.environ.get("TOUCHFLOW_DEBUG"):
             raise
@@ -181,8 +227,24 @@ def run(
         raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    _summary_table(rows, at, dry_run, settings.outbox_dir)
+    else:
+        _summary_table(rows, at, dry_run, settings.outbox_dir)
+    failed = [row for row in rows if row.get("error")]
+    for row in failed:
+        err.print(f"error: playbook '{row['playbook']}' failed ({row['error']})", markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _refuse_going_back(store: Engine, at: datetime) -> None:
+    """Exit 1, saying why, when `at` is before the store's last live tick."""
+    from engine.tick import TimeWentBackwards, last_tick
+
+    last = last_tick(store)
+    if last is not None and at < last:
+        err.print(f"error: {TimeWentBackwards(last, at)}", markup=False, soft_wrap=True)
+        store.dispose()
+        raise typer.Exit(1)
 
 
 def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
@@ -203,7 +265,8 @@ def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, o
     for col in columns:
         table.add_column(col, justify="left" if col == "playbook" else "right")
     for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
+        shown = {**row, "playbook": f"{row['playbook']} (failed)" if row.get("error") else row["playbook"]}
+        table.add_row(*(str(shown[c]) for c in columns))
     out.print(table)
     if dry_run:
         out.print("dry run: nothing was written", markup=False)
@@ -225,7 +288,6 @@ def simulate(
     """
     from engine.simulate import SimulationError, parse_step
     from engine.simulate import simulate as run_simulation
-    from engine.store.db import connect
 
     try:
         begin, finish, every = parse_now(start), parse_now(end), parse_step(step)
@@ -235,7 +297,7 @@ def simulate(
         raise typer.Exit(2) from None
     settings = load_settings()
     project = project_or_exit(settings)
-    source = connect(settings.database_url)
+    source = connect_or_exit(settings.database_url)
     try:
         report = run_simulation(source, project, begin, finish, every, playbook)
     except SimulationError as exc:
@@ -343,11 +405,14 @@ def demo_engagement(
     """Post what recipients did with the sent emails (delivered, opens, clicks, bounces,
     unsubscribes) as signed SendGrid events through the real webhook app: demo data for
     `touchflow experiments` and `touchflow audit`."""
-    from engine.delivery_config import load_delivery
+    from engine.delivery_config import SettingsError, load_delivery
     from engine.demo_engagement import post_engagement
 
     settings = load_settings()
-    channel = load_delivery(settings.project_dir).channel
+    try:
+        channel = load_delivery(settings.project_dir).channel
+    except (ProblemsFound, SettingsError) as exc:
+        report_and_exit(exc)
     if channel != "outbox" and not force:
         # Invented bounces and unsubscribes would suppress real addresses and settle real rows.
         err.print(
@@ -574,7 +639,6 @@ def bench_evaluate(
     """Time one full evaluation of the example playbooks against hand-written SQL; print JSON."""
     from engine.bench.evaluate import load_examples
     from engine.bench.evaluate import run as run_bench
-    from engine.store.db import connect
     from engine.store.demo_data import generate
 
     settings = load_settings()
@@ -586,7 +650,7 @@ def bench_evaluate(
     def build(engine: Engine, n: int, seed_: int, at: datetime) -> object:
         return generate(engine, accounts=n, seed=seed_, now=at.replace(hour=0, minute=0))
 
-    result = run_bench(connect(url), accounts, seed, parse_now(now), playbooks, build, repeat=repeat)
+    result = run_bench(connect_or_exit(url), accounts, seed, parse_now(now), playbooks, build, repeat=repeat)
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")
 
 

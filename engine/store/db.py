@@ -7,14 +7,40 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# The drivers Touchflow installs and is tested with; anything else fails on import or at run time.
+_SUPPORTED = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"}
+_USE = "use sqlite:/// or postgresql://"
+
+
+class DatabaseURLError(ValueError):
+    """A database URL Touchflow cannot use. The message never repeats the URL (it may hold a password)."""
+
+
+def parse_url(url: str) -> URL:
+    """`url` parsed, if it names a database Touchflow supports; else DatabaseURLError saying why."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise DatabaseURLError(
+            "not a database URL; use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    if parsed.drivername not in _SUPPORTED:
+        raise DatabaseURLError(f"unsupported database URL scheme '{parsed.drivername}'; {_USE}")
+    return parsed
+
+
 def connect(url: str) -> Engine:
-    """An Engine for `url`. SQLite gets WAL, a busy timeout and foreign keys off (bulk loads)."""
-    parsed = make_url(url)
+    """An Engine for `url`. SQLite gets WAL, a busy timeout and foreign keys off (bulk loads).
+
+    Raises DatabaseURLError for a URL that is not one, or names a database other than SQLite or
+    PostgreSQL (before SQLAlchemy tries to import a driver that is not installed)."""
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
 

@@ -29,9 +29,10 @@ from engine.spec.conditions import (
     PerTier,
     SinceEntryCondition,
 )
-from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_id
+from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_ids
 from engine.spec.steps import WaitUntil
 from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
+from engine.validate.step_ids import unstable_step_ids
 
 _ORDERING = ("lt", "lte", "gt", "gte", "between")
 _RELATIVE_DATE = ("within_next", "within_last", "older_than", "further_than")
@@ -54,8 +55,8 @@ def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Pa
     if spec.segment is not None:
         yield from _condition(spec.segment, ("segment",), spec)
     yield from _trigger(spec)
-    ids = [step_id(step, i) for i, step in enumerate(spec.steps)]
-    email_ids = [step_id(step, i) for i, step in enumerate(spec.steps) if isinstance(step, EmailStep)]
+    ids = step_ids(spec.steps)
+    email_ids = [sid for step, sid in zip(spec.steps, ids, strict=True) if isinstance(step, EmailStep)]
     if spec.goal is not None and spec.goal.condition is not None:
         yield from _condition(spec.goal.condition, ("goal", "condition"), spec, email_ids)
     if spec.exit_ is not None:
@@ -71,6 +72,7 @@ def _spec_problems(spec: Playbook, renderer: EmailRenderer) -> Iterator[tuple[Pa
         if step.if_ is not None:
             yield from _condition(step.if_, (*at, "if"), spec, earlier_emails)
         yield from _step(step, at, spec, renderer, ids, earlier_emails)
+    yield from unstable_step_ids(spec)
 
 
 def _step(
@@ -82,12 +84,14 @@ def _step(
             yield (*at, "email"), "an email to an account needs 'to: {role: [...]}'"
         if spec.subject == "contact" and email.to is not None:
             yield (*at, "email", "to"), "a contact subject is the recipient; remove 'to'"
-        if not renderer.variants(email.template):
-            yield (*at, "email", "template"), _missing_template(renderer, email.template)
+        problem = _template_problem(renderer, email.template)
+        if problem:
+            yield (*at, "email", "template"), problem
         for n, arm in enumerate(email.experiment.arms if email.experiment else []):
             where = (*at, "email", "experiment", "arms", n)
-            if arm.template is not None and not renderer.variants(arm.template):
-                yield (*where, "template"), _missing_template(renderer, arm.template)
+            problem = _template_problem(renderer, arm.template) if arm.template is not None else None
+            if problem:
+                yield (*where, "template"), problem
             subjects = arm.subject if isinstance(arm.subject, dict) else {"": arm.subject or ""}
             for locale, text in subjects.items() if arm.subject is not None else ():
                 error = inline_template_error(text) if text.strip() else "the subject is empty"
@@ -152,6 +156,31 @@ def _strings(value: Any, at: Path) -> Iterator[tuple[Path, str]]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _strings(v, (*at, i))
+
+
+def template_path_problem(name: str) -> str | None:
+    """Why `name` cannot name a file under templates/email/ (absolute, `..`, empty parts), or None.
+
+    Checked before the name reaches the file system: a path is never looked up outside the
+    project's templates, and a glob of an absolute pattern raises instead of finding nothing.
+    """
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ":" in parts[0]:
+        why = "is an absolute path"
+    elif ".." in parts:
+        why = "leaves templates/email/ through '..'"
+    elif any(part in ("", ".") for part in parts):
+        why = "has an empty or '.' part"
+    else:
+        return None
+    return f"template '{name}' {why}: write the path under templates/email/ without locale or extension"
+
+
+def _template_problem(renderer: EmailRenderer, name: str) -> str | None:
+    problem = template_path_problem(name)
+    if problem is None and not renderer.variants(name):
+        problem = _missing_template(renderer, name)
+    return problem
 
 
 def _missing_template(renderer: EmailRenderer, name: str) -> str:
@@ -287,8 +316,10 @@ def _value(info: FieldInfo, op: str, value: Any, at: Path) -> Iterator[tuple[Pat
 
 
 def _templates_used(spec: Playbook) -> list[str]:
+    """The templates to check statically; names that are not paths under templates/ are
+    reported at their line instead."""
     used = {s.email.template for s in spec.steps if isinstance(s, EmailStep)}
     for s in spec.steps:
         if isinstance(s, EmailStep) and s.email.experiment is not None:
             used.update(a.template for a in s.email.experiment.arms if a.template)
-    return sorted(used)
+    return sorted(name for name in used if template_path_problem(name) is None)
