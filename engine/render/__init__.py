@@ -9,11 +9,14 @@ from engine.render.email import (
     locale_chain,
     render_inline,
 )
+from engine.render.limits import DEFAULT_LIMITS, RenderLimits
 
 __all__ = [
     "CONTEXT_NAMES",
+    "DEFAULT_LIMITS",
     "EmailRenderer",
     "RenderError",
+    "RenderLimits",
     "RenderedEmail",
     "inline_template_error",
     "locale_chain",

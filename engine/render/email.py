@@ -11,14 +11,17 @@ import hashlib
 import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
 
 from engine.problems import did_you_mean
+from engine.render.limits import DEFAULT_LIMITS, LimitExceeded, RenderLimits, bounded, collect
+from engine.render.sandbox import BoundedEnvironment, static_limit_problems
 from engine.render.text import html_to_text
 
 CONTEXT_NAMES = frozenset({"account", "contact", "csm", "sender", "playbook", "step", "unsubscribe_url"})
@@ -49,12 +52,16 @@ class RenderedEmail:
 
 def make_environment(templates_dir: Path) -> SandboxedEnvironment:
     """The one Jinja2 environment: sandboxed (immutable: a template cannot change the data it is
-    given, e.g. a recipient's address), strict about undefined names, HTML autoescaped."""
-    return ImmutableSandboxedEnvironment(
+    given, e.g. a recipient's address) and bounded (`engine/render/sandbox.py`), strict about
+    undefined names, HTML autoescaped."""
+    return BoundedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         undefined=StrictUndefined,
         autoescape=select_autoescape(["html"], default_for_string=True),
         auto_reload=False,
+        # A plain dict, not Jinja's LRU cache: the cache's lock may be taken while a template
+        # renders ({% extends %}), where the deadline can interrupt any statement.
+        cache_size=-1,
     )
 
 
@@ -72,10 +79,15 @@ def template_filename(name: str, locale: str) -> str:
 
 
 class EmailRenderer:
-    """Renders named templates for a locale chain; compiled templates are cached (~10 ms each)."""
+    """Renders named templates for a locale chain; compiled templates are cached (~10 ms each).
 
-    def __init__(self, templates_dir: Path) -> None:
+    Each message renders under `limits` (time, output, loops, value sizes): over one, that
+    message fails with a RenderError saying which, and the caller goes on with the next.
+    """
+
+    def __init__(self, templates_dir: Path, limits: RenderLimits = DEFAULT_LIMITS) -> None:
         self.templates_dir = templates_dir
+        self.limits = limits
         self.env = make_environment(templates_dir)
         # (name, locale chain) → locale: a stat per locale per message showed up in the dispatch
         # profile; the files of a loaded project do not change under a run.
@@ -107,49 +119,69 @@ class EmailRenderer:
         locale = self.pick(name, chain)
         filename = template_filename(name, locale)
         try:
+            # Compiled outside the deadline (cached): only running a template is bounded.
             template = self.env.get_template(filename)
-            block = template.blocks.get("subject")
-            if block is None:
-                raise RenderError(f"{filename} defines no {{% block subject %}}")
-            # One Jinja context for the body and the subject block (as Template.render builds it).
-            jinja_context = template.new_context(context)
-            html_body = "".join(template.root_render_func(jinja_context))
-            subject_html = "".join(block(jinja_context))
-            # A written plain-text part (`{% block text %}`), else one generated from the HTML.
-            text_block = template.blocks.get("text")
-            written = html.unescape("".join(text_block(jinja_context))) if text_block is not None else None
-            if subject is not None:
-                if isinstance(subject, dict):  # per locale: this email's, else English, else any
-                    subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
-                subject_html = html.escape(_INLINE.from_string(subject).render(context))
+            if isinstance(subject, dict):  # per locale: this email's, else English, else any
+                subject = subject.get(locale) or subject.get(DEFAULT_LOCALE) or next(iter(subject.values()))
+            arm_subject = _compile_inline(subject) if subject is not None else None
+            return bounded(self.limits, lambda: _render_email(template, context, arm_subject, locale, filename))
         except RenderError:
             raise
+        except LimitExceeded as exc:
+            raise RenderError(f"{filename}: {exc}") from None
         except TemplateError as exc:
             raise RenderError(f"{filename}: {exc}") from None
         except Exception as exc:  # a runtime error in template logic (1/0, a bad filter argument)
             raise RenderError(f"{filename}: {type(exc).__name__}: {exc}") from None
-        line = html.unescape(subject_html).strip()
-        if len(line.splitlines()) > 1 or "\r" in line or "\n" in line:
-            # splitlines() is the email library's notion of a line break (CR, LF, U+2028, …).
-            raise RenderError(f"{filename}: the subject contains a line break: {line!r}")
-        if not line:
-            raise RenderError(f"{filename}: the subject is empty")
-        if subject is not None:  # the layout's <title> showed the template's own subject
-            title = f"<title>{html.escape(line)}</title>"
-            html_body = _TITLE.sub(lambda _: title, html_body, count=1)
-        # Email clients drop <style> blocks: move the layout's CSS onto each element.
-        inlined = _INLINER.inline(html_body)
-        text = written.strip() + "\n" if written is not None else html_to_text(html_body)
-        return RenderedEmail(line, inlined, text, locale, filename)
 
 
-_INLINE = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_TITLE = re.compile(r"<title\b[^>]*>.*?</title\s*>", re.I | re.S)
+def _render_email(
+    template: Template, context: dict[str, Any], arm_subject: Template | None, locale: str, filename: str
+) -> RenderedEmail:
+    block = template.blocks.get("subject")
+    if block is None:
+        raise RenderError(f"{filename} defines no {{% block subject %}}")
+    # One Jinja context for the body and the subject block (as Template.render builds it).
+    jinja_context = template.new_context(context)
+    html_body = collect(template.root_render_func(jinja_context))
+    subject_html = collect(block(jinja_context))
+    # A written plain-text part (`{% block text %}`), else one generated from the HTML.
+    text_block = template.blocks.get("text")
+    written = html.unescape(collect(text_block(jinja_context))) if text_block is not None else None
+    if arm_subject is not None:
+        subject_html = html.escape(collect(arm_subject.root_render_func(arm_subject.new_context(context))))
+    line = html.unescape(subject_html).strip()
+    if len(line.splitlines()) > 1 or "\r" in line or "\n" in line:
+        # splitlines() is the email library's notion of a line break (CR, LF, U+2028, …).
+        raise RenderError(f"{filename}: the subject contains a line break: {line!r}")
+    if not line:
+        raise RenderError(f"{filename}: the subject is empty")
+    if arm_subject is not None:  # the layout's <title> showed the template's own subject
+        html_body = _replace_title(html_body, f"<title>{html.escape(line)}</title>")
+    # Email clients drop <style> blocks: move the layout's CSS onto each element.
+    inlined = _INLINER.inline(html_body)
+    text = written.strip() + "\n" if written is not None else html_to_text(html_body)
+    return RenderedEmail(line, inlined, text, locale, filename)
+
+
+def _replace_title(markup: str, title: str) -> str:
+    """The first <title>…</title> replaced; two searches, never a scan per candidate tag."""
+    start = _TITLE_OPEN.search(markup)
+    end = _TITLE_CLOSE.search(markup, start.end()) if start is not None else None
+    if start is None or end is None:
+        return markup
+    return markup[: start.start()] + title + markup[end.end() :]
+
+
+_INLINE = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, cache_size=-1)
+_TITLE_OPEN = re.compile(r"<title\b[^<>]*+>", re.I)
+_TITLE_CLOSE = re.compile(r"</title\s*>", re.I)
 _INLINER = css_inline.CSSInliner()  # thread-safe; one instance instead of one per message
 
 
 def inline_template_error(source: str) -> str | None:
-    """What is wrong with a template written in a playbook (syntax, unknown names), or None."""
+    """What is wrong with a template written in a playbook (syntax, unknown names, literal loops
+    or values over the render limits), or None."""
     from engine.render.templates import undeclared
 
     try:
@@ -160,13 +192,24 @@ def inline_template_error(source: str) -> str | None:
     if names:
         allowed = ", ".join(sorted(CONTEXT_NAMES))
         return f"undefined variable '{names[0]}'{did_you_mean(names[0], CONTEXT_NAMES)}; templates can use {allowed}"
-    return None
+    over = static_limit_problems(ast)
+    return over[0][1] if over else None
 
 
-def render_inline(source: str, context: dict[str, Any]) -> str:
-    """Render a short template written in a playbook (task titles) as plain text."""
+@lru_cache(maxsize=1024)
+def _compile_inline(source: str) -> Template:
+    """A playbook's short template, compiled once per process (task titles repeat per message)."""
+    return _INLINE.from_string(source)
+
+
+def render_inline(source: str, context: dict[str, Any], limits: RenderLimits = DEFAULT_LIMITS) -> str:
+    """Render a short template written in a playbook (task titles, webhook payloads) as plain
+    text, under `limits`."""
     try:
-        return _INLINE.from_string(source).render(context)
+        template = _compile_inline(source)
+        return bounded(limits, lambda: collect(template.root_render_func(template.new_context(context))))
+    except LimitExceeded as exc:
+        raise RenderError(str(exc)) from None
     except TemplateError as exc:
         raise RenderError(str(exc)) from None
     except Exception as exc:  # runtime errors in template logic

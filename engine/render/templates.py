@@ -1,4 +1,5 @@
-"""Static checks of email templates: syntax with line numbers, names, and the subject block."""
+"""Static checks of email templates: syntax with line numbers, names, the subject block, and
+literals over the render limits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from engine.problems import Problem, did_you_mean
 from engine.render.email import CONTEXT_NAMES, EmailRenderer, template_filename
+from engine.render.sandbox import static_limit_problems
 
 
 def template_problems(renderer: EmailRenderer, name: str, display: Callable[[Path], str] = str) -> list[Problem]:
@@ -34,6 +36,8 @@ def template_problems(renderer: EmailRenderer, name: str, display: Callable[[Pat
             found.append(Problem(shown, line, 1, f"undefined variable '{var}'{hint}; templates can use {allowed}"))
         if "subject" not in {b.name for b in ast.find_all(nodes.Block)}:
             found.append(Problem(shown, 1, 1, "no {% block subject %}: every email needs a subject"))
+        # Loops and values the literals already show to be over the render limits.
+        found.extend(Problem(shown, line, 1, message) for line, message in static_limit_problems(ast))
     return found
 
 

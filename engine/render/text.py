@@ -6,10 +6,13 @@ import html
 import re
 
 _BLOCKS = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"})
+# The markup is a template's output, so possibly hostile: no expression may scan past a `<`
+# looking for its `>` (or backtrack). Otherwise every start of an unterminated `<a<a<a…` scans
+# to the end of the text, quadratic in one C call (40 kB took 14 s) that no deadline interrupts.
 # Whole elements whose content is not text: removed in one C-level pass (unclosed: to the end).
-_HIDDEN = re.compile(r"<(head|title|style|script)\b[^>]*(?<!/)>.*?(?:</\1\s*>|\Z)", re.I | re.S)
-_COMMENTS = re.compile(r"<!--.*?(?:-->|\Z)|<![^>]*>|<\?[^>]*>", re.S)
-_TAG = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)((?:[^>"']|"[^"]*"|'[^']*')*)>""")
+_HIDDEN = re.compile(r"<(head|title|style|script)\b[^<>]*+(?<!/)>.*?(?:</\1\s*>|\Z)", re.I | re.S)
+_COMMENTS = re.compile(r"<!--.*?(?:-->|\Z)|<![^<>]*+>|<\?[^<>]*+>", re.S)
+_TAG = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*+)((?:[^<>"']++|"[^"]*+"|'[^']*+')*+)>""")
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _SPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
