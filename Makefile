@@ -38,8 +38,8 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine flows tests
-	$(BIN)/ruff format --check engine flows tests
+	$(BIN)/ruff check engine flows demo benchmarks tests
+	$(BIN)/ruff format --check engine flows demo benchmarks tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

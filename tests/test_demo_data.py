@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import Engine, Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from engine.store import demo_data
+from demo import data as demo_data
+from demo.data import generate
 from engine.store.bulk import bulk_insert
 from engine.store.db import connect
-from engine.store.demo_data import generate
 from engine.store.models import Account, Event, accounts, contacts, csms, enrollments, events
 
 NOW = datetime(2026, 11, 23, 9, 0)

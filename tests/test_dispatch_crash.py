@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 from typer.testing import CliRunner
 
-from engine.bench.dispatch import build_store as bench_store
+from benchmarks.dispatch import build_store as bench_store
 from engine.cli.main import app
 from engine.dispatch import OutboxChannel
 from engine.dispatch.deliver import MAX_DISPATCHES

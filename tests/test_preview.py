@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from demo.data import generate
 from engine.preview import Preview, preview
-from engine.store.demo_data import generate
 from engine.store.models import accounts, audit_log, contacts, enrollments, ledger, tasks
 from tests.factories import Store, project
 

@@ -97,7 +97,7 @@ def test_touchflow_run_refuses_to_go_back_in_time(
 
 def test_demo_data_replaces_the_store_and_its_clock(db: Engine) -> None:
     """A regenerated store has no history: `make demo` may tick at its fixed date again."""
-    from engine.store.demo_data import generate
+    from demo.data import generate
 
     tick.start_live_tick(db, NOW + timedelta(days=30))
     generate(db, accounts=3, seed=1, now=WEEK_AGO)

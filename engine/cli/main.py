@@ -144,7 +144,7 @@ def demo_data(
     now: NowOption = None,
 ) -> None:
     """Replace the store's contents with a realistic synthetic B2B SaaS customer base."""
-    from engine.store.demo_data import generate
+    from demo.data import generate
 
     settings = load_settings()
     at = parse_now(now).replace(hour=0, minute=0, second=0)
@@ -405,8 +405,8 @@ def demo_engagement(
     """Post what recipients did with the sent emails (delivered, opens, clicks, bounces,
     unsubscribes) as signed SendGrid events through the real webhook app: demo data for
     `touchflow experiments` and `touchflow audit`."""
+    from demo.engagement import post_engagement
     from engine.delivery_config import SettingsError, load_delivery
-    from engine.demo_engagement import post_engagement
 
     settings = load_settings()
     try:
@@ -637,9 +637,9 @@ def bench_evaluate(
     repeat: Annotated[int, typer.Option(help="Runs of each side; the best counts.")] = 3,
 ) -> None:
     """Time one full evaluation of the example playbooks against hand-written SQL; print JSON."""
-    from engine.bench.evaluate import load_examples
-    from engine.bench.evaluate import run as run_bench
-    from engine.store.demo_data import generate
+    from benchmarks.evaluate import load_examples
+    from benchmarks.evaluate import run as run_bench
+    from demo.data import generate
 
     settings = load_settings()
     url = db or f"sqlite:///{settings.project_dir / 'bench' / f'store-{accounts}.db'}"
@@ -660,7 +660,7 @@ def bench_dispatch(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once (both sides).")] = 8,
 ) -> None:
     """Send N messages through the SendGrid channel to a local server, against the bare client; print JSON."""
-    from engine.bench.dispatch import run as run_dispatch
+    from benchmarks.dispatch import run as run_dispatch
 
     result = run_dispatch(messages, concurrency, load_settings().templates_dir)
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner, Result
 
+from demo.data import generate
 from engine.cli import app
-from engine.store.demo_data import generate
 from engine.store.models import ledger
 
 REPO = Path(__file__).resolve().parent.parent.parent

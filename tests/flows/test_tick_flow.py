@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from demo.data import generate
 from engine.project import Project
-from engine.store.demo_data import generate
 from engine.store.models import audit_log, enrollments, ledger, tasks
 from tests.factories import Store, project
 from tests.fakes.sendgrid_server import FakeSendGrid

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, update
 
+from benchmarks.dispatch import build_store
 from engine import tick
-from engine.bench.dispatch import build_store
 from engine.dispatch.channels import OutgoingEmail
 from engine.dispatch.deliver import SendPolicy
 from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter

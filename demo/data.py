@@ -19,11 +19,25 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import accumulate, product, repeat
+from itertools import accumulate, repeat
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text
 
+from demo.vocabulary import (
+    COMPANY_ENDINGS,
+    COMPANY_KINDS,
+    CONTACT_COUNT_CUM,
+    EN_COMPANY_WORDS,
+    EN_NAMES,
+    EXTRA_ROLE_CUM,
+    EXTRA_ROLES,
+    KO_COMPANY_WORDS,
+    KO_NAMES,
+    REGIONS,
+    TIMEZONE_CUM,
+    TIMEZONES,
+)
 from engine.store import models
 from engine.store.bulk import Row, bulk_insert, clear_tables, deferred_indexes
 
@@ -78,83 +92,6 @@ class DemoSummary:
     contacts: int
     events: int
 
-
-# --- word lists ---------------------------------------------------------------------------------
-
-_KO_COMPANY_WORDS = (
-    "Hanbit", "Sejong", "Mirae", "Daehan", "Saebyeok", "Hana", "Jeil", "Gaon", "Nuri", "Arum",
-    "Taeyang", "Hanul", "Boram", "Dasom", "Seorin", "Baekdu", "Halla", "Namsan", "Chorok",
-    "Pureun",
-)  # fmt: skip
-_EN_COMPANY_WORDS = (
-    "Northwind", "Bluestone", "Silverline", "Evergreen", "Brightpath", "Redwood", "Ironclad",
-    "Summit", "Keystone", "Lighthouse", "Harbor", "Pinecrest", "Starlight", "Cobalt", "Granite",
-    "Maple", "Orchid", "Atlas", "Meridian", "Polaris", "Crescent", "Vanguard", "Horizon",
-    "Juniper", "Aurora", "Quantum", "Sterling", "Copperfield", "Riverbend", "Foxglove",
-)  # fmt: skip
-# The second word of a company name decides its industry trait, so the two agree.
-_COMPANY_KINDS = (
-    ("Logistics", "logistics"), ("Analytics", "software"), ("Health", "healthcare"),
-    ("Robotics", "manufacturing"), ("Systems", "software"), ("Foods", "consumer_goods"),
-    ("Labs", "software"), ("Bio", "healthcare"), ("Capital", "financial_services"),
-    ("Media", "media"), ("Retail", "retail"), ("Energy", "energy"), ("Software", "software"),
-    ("Networks", "telecom"), ("Mobility", "automotive"), ("Pharma", "healthcare"),
-    ("Security", "software"), ("Education", "education"), ("Games", "media"),
-    ("Travel", "travel"), ("Insurance", "financial_services"), ("Motors", "automotive"),
-    ("Telecom", "telecom"), ("Cloud", "software"),
-)  # fmt: skip
-_COMPANY_ENDINGS = ("", "", "", "", " Inc.", " Co.", " Group")
-
-# (display, ascii) pairs: Korean names are shown in Hangul but emails need a romanization.
-_KO_FAMILY = (
-    ("김", "kim"), ("이", "lee"), ("박", "park"), ("최", "choi"), ("정", "jung"), ("강", "kang"),
-    ("조", "cho"), ("윤", "yoon"), ("장", "jang"), ("임", "lim"), ("한", "han"), ("오", "oh"),
-    ("서", "seo"), ("신", "shin"), ("권", "kwon"),
-)  # fmt: skip
-_KO_GIVEN = (
-    ("민준", "minjun"), ("서연", "seoyeon"), ("지호", "jiho"), ("하은", "haeun"),
-    ("도윤", "doyun"), ("서준", "seojun"), ("지우", "jiwoo"), ("수아", "sua"),
-    ("예준", "yejun"), ("지민", "jimin"), ("현우", "hyunwoo"), ("유진", "yujin"),
-    ("은우", "eunwoo"), ("서윤", "seoyun"), ("시우", "siwoo"), ("채원", "chaewon"),
-    ("준호", "junho"), ("다은", "daeun"), ("건우", "gunwoo"), ("수빈", "subin"),
-)  # fmt: skip
-_EN_GIVEN = (
-    "James", "Olivia", "Liam", "Emma", "Noah", "Ava", "Ethan", "Sophia", "Lucas", "Mia",
-    "Mason", "Isabella", "Logan", "Amelia", "Elijah", "Harper", "Oliver", "Charlotte", "Aiden",
-    "Grace", "Daniel", "Chloe", "Henry", "Zoe",
-)  # fmt: skip
-_EN_FAMILY = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Wilson",
-    "Anderson", "Taylor", "Thomas", "Moore", "Martin", "Clark", "Lewis", "Walker", "Hall",
-    "Young", "King", "Wright", "Scott", "Green", "Baker",
-)  # fmt: skip
-
-# (display name, ascii given, ascii family), precomputed so a contact costs one index draw.
-_PersonName = tuple[str, str, str]
-_KO_NAMES: tuple[_PersonName, ...] = tuple(
-    (f"{family}{given}", given_ascii, family_ascii)
-    for (family, family_ascii), (given, given_ascii) in product(_KO_FAMILY, _KO_GIVEN)
-)
-_EN_NAMES: tuple[_PersonName, ...] = tuple(
-    (f"{given} {family}", given.lower(), family.lower()) for given, family in product(_EN_GIVEN, _EN_FAMILY)
-)
-
-_TIMEZONES = (
-    "Asia/Seoul",
-    "America/New_York",
-    "America/Los_Angeles",
-    "America/Chicago",
-    "Europe/London",
-    "Europe/Berlin",
-    "Europe/Paris",
-)
-_TIMEZONE_CUM = tuple(accumulate((35, 18, 12, 8, 10, 9, 8)))
-_REGIONS = {"Asia": "apac", "America": "north_america", "Europe": "emea"}
-
-_EXTRA_ROLES = ("champion", "user", "exec_sponsor", "billing", "admin")
-_EXTRA_ROLE_CUM = tuple(accumulate((25, 45, 10, 12, 8)))
-# 1-5 contacts, mean 3.
-_CONTACT_COUNT_CUM = tuple(accumulate((10, 20, 40, 20, 10)))
 
 # --- events -------------------------------------------------------------------------------------
 
@@ -345,7 +282,7 @@ def _suppress_some(conn: Connection, now: datetime) -> None:
 
 
 def _csm_rows(rng: random.Random, teams: _CsmTeams) -> Iterator[Row]:
-    names = [*_EN_NAMES, *_KO_NAMES]
+    names = [*EN_NAMES, *KO_NAMES]
     rng.shuffle(names)
     for index, csm_id in enumerate([*teams.enterprise, *teams.growth]):
         display, given, family = names[index % len(names)]
@@ -376,15 +313,15 @@ def _plan_account(
 ) -> _AccountPlan:
     draw = rng.random
     tier, plan_name, arr, price = _draw_commercials(rng)
-    timezone = rng.choices(_TIMEZONES, cum_weights=_TIMEZONE_CUM)[0]
+    timezone = rng.choices(TIMEZONES, cum_weights=TIMEZONE_CUM)[0]
     locale = "ko" if timezone == "Asia/Seoul" else "en"
-    word = rng.choice(_KO_COMPANY_WORDS if locale == "ko" else _EN_COMPANY_WORDS)
-    kind, industry = rng.choice(_COMPANY_KINDS)
-    name = f"{word} {kind}{rng.choice(_COMPANY_ENDINGS)}"
+    word = rng.choice(KO_COMPANY_WORDS if locale == "ko" else EN_COMPANY_WORDS)
+    kind, industry = rng.choice(COMPANY_KINDS)
+    name = f"{word} {kind}{rng.choice(COMPANY_ENDINGS)}"
     pattern = _draw_pattern(draw())
     renewal = today + timedelta(days=1 + int(draw() * 365))
     start = renewal - timedelta(days=365 * rng.randint(1, 3))
-    contact_count = 1 + rng.choices(range(5), cum_weights=_CONTACT_COUNT_CUM)[0]
+    contact_count = 1 + rng.choices(range(5), cum_weights=CONTACT_COUNT_CUM)[0]
     # Health 0-100 (a trait until health scoring lands); advocates are the healthy ones.
     health = 86 + int(draw() * 14) if pattern == _ADVOCATE else 35 + int(draw() * 56)
     seats = max(3, round(arr / price))
@@ -407,7 +344,7 @@ def _plan_account(
         locale=locale,
         traits={
             "industry": industry,
-            "region": _REGIONS[timezone.split("/")[0]],
+            "region": REGIONS[timezone.split("/")[0]],
             "employees": _draw_employees(rng, tier),
             "health_score": health,
         },
@@ -468,11 +405,11 @@ def _draw_pattern(draw: float) -> str:
 def _contact_rows(rng: random.Random, plans: Sequence[_AccountPlan]) -> Iterator[Row]:
     draw = rng.random
     for plan in plans:
-        names = _KO_NAMES if plan.locale == "ko" else _EN_NAMES
+        names = KO_NAMES if plan.locale == "ko" else EN_NAMES
         for offset in range(plan.contact_count):
             contact_id = plan.first_contact_id + offset
             # The first contact is always an admin, so every account has one.
-            role = "admin" if offset == 0 else _pick(rng, _EXTRA_ROLES, _EXTRA_ROLE_CUM)
+            role = "admin" if offset == 0 else _pick(rng, EXTRA_ROLES, EXTRA_ROLE_CUM)
             display, given, family = names[int(draw() * len(names))]
             email = f"{given}.{family}.{contact_id}@{plan.slug}.example"
             if draw() < 0.01:
@@ -480,7 +417,7 @@ def _contact_rows(rng: random.Random, plans: Sequence[_AccountPlan]) -> Iterator
             timezone: str | None = None
             locale: str | None = None
             if draw() < 0.1:  # most contacts inherit the account's timezone and locale
-                timezone = _pick(rng, _TIMEZONES, _TIMEZONE_CUM)
+                timezone = _pick(rng, TIMEZONES, TIMEZONE_CUM)
                 locale = "ko" if timezone == "Asia/Seoul" else "en"
             # A few people asked never to be contacted (no draw: the random stream stays as it was).
             traits = _DO_NOT_CONTACT if contact_id % _DO_NOT_CONTACT_EVERY == 0 else _EMPTY

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, text
 
-from engine.bench.floor import FLOOR, floor_params, floor_sql
+from benchmarks.floor import FLOOR, floor_params, floor_sql
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.evaluate import evaluate
 from engine.store.db import migrate

@@ -162,7 +162,7 @@ def serve() -> None:
 @contextmanager
 def mail_server() -> Iterator[str]:
     """A local `POST /v3/mail/send` answering 202 + X-Message-Id, in a child process; yields its URL."""
-    code = "from engine.bench.dispatch import serve; serve()"
+    code = "from benchmarks.dispatch import serve; serve()"
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
