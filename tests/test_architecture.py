@@ -51,3 +51,27 @@ def test_engine_never_imports_flows_or_cli() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("engine.cli"):
                 offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+# The modules that may ask the world what time it is (ARCHITECTURE.md, decision 4): the faces.
+# Every stage takes `now` as a parameter; pacing and deadlines (the send rate, retries, the render
+# deadline) measure durations with a real clock, which is not the world's `now`.
+CLOCK_READERS = ("engine/cli/", "flows/", "engine/webhooks/app.py")
+
+
+def test_only_the_faces_read_the_clock() -> None:
+    readers = []
+    for root in ("engine", "flows"):
+        for path in (REPO / root).rglob("*.py"):
+            rel = str(path.relative_to(REPO))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("now", "utcnow", "today")
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("datetime", "date")
+                    and not rel.startswith(CLOCK_READERS)
+                ):
+                    readers.append(f"{rel}:{node.lineno}")
+    assert readers == []
