@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete, func, select, text
 
 from benchmarks.floor import FLOOR, floor_params, floor_sql
 from engine.compile import CompiledPlaybook, compile_playbook
-from engine.evaluate import evaluate
+from engine.plan import evaluate
 from engine.store.db import migrate
 from engine.store.models import accounts, audit_log, condition_state, enrollments
 from engine.validate import validate_paths

@@ -8,11 +8,11 @@ from functools import cached_property
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
 from engine.delivery_config import DeliverySettings, load_delivery
+from engine.plan.versions import VersionStore
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
 from engine.unsubscribe import UnsubscribeLinks, load_links
 from engine.validate import validate_paths
-from engine.versions import VersionStore
 
 
 @dataclass(frozen=True)

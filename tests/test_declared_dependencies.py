@@ -2,7 +2,7 @@
 
 A package that only arrives as someone else's dependency (Prefect brings Starlette, uvicorn, httpx
 and cryptography) disappears the day that dependency stops needing it. The product's code
-(engine/, flows/) must import only `dependencies`; the tests may also import the `dev` extra.
+(engine/, flows/, demo/, benchmarks/) must import only `dependencies`; the tests may also import the `dev` extra.
 constraints.txt pins the whole resolved set at versions the declared ranges accept.
 """
 
@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO
 
-FIRST_PARTY = {"engine", "flows", "tests"}
+FIRST_PARTY = {"engine", "flows", "demo", "benchmarks", "tests"}
 
 
 def _normalized(distribution: str) -> str:
@@ -113,7 +113,7 @@ def undeclared(imports: dict[str, list[str]], declared: set[str]) -> list[str]:
 
 @pytest.mark.parametrize(
     ("folders", "extras"),
-    [(("engine", "flows"), ()), (("tests",), ("dev",))],
+    [(("engine", "flows", "demo", "benchmarks"), ()), (("tests",), ("dev",))],
     ids=["product-imports-in-dependencies", "test-imports-in-dependencies-or-dev"],
 )
 def test_every_third_party_import_is_declared(folders: tuple[str, ...], extras: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ from benchmarks.evaluate import load_examples, run
 from benchmarks.floor import FLOOR, floor_params, floor_sql
 from demo.data import generate
 from engine.compile import CompiledPlaybook
-from engine.evaluate import evaluate
+from engine.plan import evaluate
 from engine.store.db import connect, migrate
 from engine.store.models import accounts, enrollments
 from tests.conftest import REPO, _pg_or_skip, migrated_pg_schema

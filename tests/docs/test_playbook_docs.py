@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.compile import compile_playbook
-from engine.evaluate import evaluate
 from engine.load import load_playbook_text
+from engine.plan import evaluate
 from engine.render import EmailRenderer
 from engine.schema import playbook_schema
 from engine.validate import check_playbook

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from engine import advance as advance_module
 from engine import tick
-from engine.advance import AdvanceResult, advance
-from engine.evaluate import evaluate
+from engine.plan import AdvanceResult, advance, evaluate
+from engine.plan import driver as advance_module
 from engine.store.models import accounts, audit_log, contacts, enrollments, ledger
 from tests.factories import Store
 from tests.journeys.helpers import NOW, audit, enrollment, ledger_rows, load, playbook

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from engine.compile import CompiledPlaybook, compile_playbook
-from engine.evaluate import EvaluateResult, evaluate
 from engine.load import load_playbook_text
+from engine.plan import EvaluateResult, evaluate
 from engine.store.models import condition_state, enrollments, events
 
 PLAYBOOK_ID = "lang-test"

@@ -1,4 +1,5 @@
-"""Evaluation: run a compiled playbook's SQL at `now` and enroll new subjects, set-based.
+"""The evaluate stage (occurrences → enrollments): run a compiled playbook's SQL at `now` and
+enroll new subjects, set-based.
 
 Nothing here loops over customers: one COUNT for the report, one INSERT … SELECT guarded by the
 enrollments' unique key (so concurrent or repeated ticks enroll nobody twice), and one
@@ -32,9 +33,9 @@ from sqlalchemy import (
 
 from engine.audit import Decision, Reason
 from engine.compile import CompiledPlaybook
+from engine.plan.versions import remember
 from engine.store.bulk import conflict_insert
 from engine.store.models import audit_log, condition_state, enrollments
-from engine.versions import remember
 
 
 @dataclass(frozen=True)
