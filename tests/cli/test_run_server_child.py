@@ -103,7 +103,7 @@ def test_the_prefect_server_dies_with_a_killed_run(demo_project: dict[str, str])
             servers[:] = [c for c in _children(run.pid) if "prefect" in _cmdline(c) and _alive(c)]
             return bool(servers)
 
-        assert _wait(server_started, 60), "touchflow run started no Prefect server child"
+        assert _wait(server_started, 180), "touchflow run started no Prefect server child"
         time.sleep(1.5)  # let it get past start-up into serving
         assert run.poll() is None, "the run ended before it could be killed"
         os.kill(run.pid, signal.SIGKILL)
