@@ -5,7 +5,7 @@ Both sides post to the same local mail-send server, at the same concurrency, in 
 * the floor — the bare `sendgrid` client (one per worker thread) posting the very bodies the
   engine sent (`mail_body`, kept as they went out): what sending costs with nothing around it;
 * the engine — `claim_batch` + `deliver_batch` in batches of 500 with the `SendGridChannel`
-  and `SendPolicy(attempts=1, concurrency=C)`: loading the rows and their context, rendering,
+  and `DispatchSettings(attempts=1, concurrency=C)`: loading the rows and their context, rendering,
   building each body, one client per message, and committing every outcome with its audit row.
 
 The server (`_serve`) runs in its own process, so its work does not compete with the client
@@ -38,8 +38,8 @@ from sqlalchemy import Engine, func, select
 
 from engine.config import Settings
 from engine.dispatch.channels import OutgoingEmail
-from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.sendgrid_channel import SendGridChannel, mail_body
+from engine.dispatch.settings import DispatchSettings
 from engine.project import Project, load_project
 from engine.store.bulk import bulk_insert
 from engine.store.db import connect, migrate
@@ -259,10 +259,10 @@ def time_floor(url: str, bodies: list[dict[str, Any]], concurrency: int) -> floa
 
 def time_engine(engine: Engine, project: Project, channel: SendGridChannel, concurrency: int) -> float:
     """Seconds for claim + deliver_batch (batches of 500) to send every planned message."""
-    policy = SendPolicy(attempts=1, concurrency=concurrency)
+    settings = DispatchSettings(attempts=1, concurrency=concurrency)
     started = time.perf_counter()
-    while ids := claim_batch(engine, NOW, DISPATCH_BATCH, [PLAYBOOK_ID]):
-        deliver_batch(engine, project, ids, channel, NOW, "bench-dispatch", policy=policy)
+    while ids := claim_batch(engine, NOW, DISPATCH_BATCH, playbook_ids=[PLAYBOOK_ID]):
+        deliver_batch(engine, project, ids, channel, NOW, "bench-dispatch", settings=settings)
     return time.perf_counter() - started
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from engine.compile import CompiledPlaybook
-from engine.dispatch.deliver import template_context
+from engine.dispatch.context import template_context
 from engine.render import EmailRenderer, RenderError, locale_chain
 from engine.spec import EmailStep
 from engine.store.models import accounts, contacts, csms
@@ -88,7 +88,15 @@ def _render_one(
     account = dict(conn.execute(select(accounts).where(accounts.c.id == person["account_id"])).one()._mapping)
     csm_row = conn.execute(select(csms).where(csms.c.id == account["csm_id"])).first() if account["csm_id"] else None
     csm = dict(csm_row._mapping) if csm_row else None
-    context = template_context(account, person, csm, email.from_, playbook, step_id, f"preview-{person['id']}")
+    context = template_context(
+        account,
+        person,
+        csm,
+        sender_kind=email.from_,
+        playbook=playbook,
+        step_id=step_id,
+        send_key=f"preview-{person['id']}",
+    )
     chain = [locale] if locale else locale_chain(person.get("locale"), account.get("locale"))
     folder = out / playbook.id / step_id
     folder.mkdir(parents=True, exist_ok=True)

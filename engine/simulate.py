@@ -46,8 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL
 
-from engine.dispatch import NullChannel
-from engine.dispatch.deliver import SendPolicy
+from engine.dispatch import DispatchSettings, NullChannel
 from engine.dispatch.webhook import no_post
 from engine.policy.ratelimit import UNLIMITED
 from engine.project import Project
@@ -258,9 +257,9 @@ def _tick(scratch: Engine, project: Project, playbook_ids: Sequence[str], now: d
     """The stages of one tick at `now`, on the scratch database."""
     run_id = f"simulate-{now.isoformat(timespec='minutes')}"
     # No global rate: nothing leaves a simulation, and it must not take real send slots.
-    policy = SendPolicy(team_sender=team_sender(project), limiter=UNLIMITED)
+    settings = DispatchSettings(team_sender=team_sender(project), limiter=UNLIMITED)
     summaries = run_stages(
-        scratch, project, list(playbook_ids), now, run_id, NullChannel(), policy=policy, post=no_post
+        scratch, project, list(playbook_ids), now, run_id, NullChannel(), settings=settings, post=no_post
     )
     # A tick goes on past a failing playbook; a simulation stops, or its report would show zeros.
     for s in summaries.values():

@@ -23,14 +23,12 @@ from datetime import datetime
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from engine.advance import AdvanceResult, advance
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
-from engine.dispatch import DispatchResult, EmailChannel, NullChannel, claim, deliver
-from engine.dispatch.deliver import SendPolicy
+from engine.dispatch import Dispatch, DispatchResult, DispatchSettings, EmailChannel, NullChannel, claim, deliver
 from engine.dispatch.reconcile import ReconcileResult, reconcile
 from engine.dispatch.webhook import no_post, post_json
-from engine.evaluate import EvaluateResult, evaluate
+from engine.plan import AdvanceResult, EvaluateResult, advance, evaluate
 from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter, RateLimiter
 from engine.project import Project
 from engine.spec.policy import Policy
@@ -174,7 +172,7 @@ def claim_batch(
     """Claim a batch of planned ledger rows (of `playbook_ids`, when given; higher `priorities`
     first); commits, so other dispatchers skip them. Pass the same `token` to `deliver_batch`."""
     with engine.begin() as conn:
-        return claim(conn, limit, now, playbook_ids, token, priorities)
+        return claim(conn, limit, now, playbook_ids=playbook_ids, token=token, priorities=priorities)
 
 
 def deliver_batch(
@@ -185,38 +183,39 @@ def deliver_batch(
     now: datetime,
     run_id: str,
     post: Callable[..., int] = post_json,
-    policy: SendPolicy | None = None,
+    settings: DispatchSettings | None = None,
     token: str | None = None,
 ) -> DispatchResult:
     """Deliver claimed rows, committing each outcome as soon as it is known. `post` calls webhooks.
     With the claim's `token`, rows requeued and claimed elsewhere meanwhile are left alone."""
     with engine.connect() as conn:
-        how = with_project(policy or SendPolicy(team_sender=team_sender(project)), project, engine)
-        result = deliver(
-            conn, ids, project.by_id(), channel, project.renderer, now, run_id, post, how, conn.commit, token
+        how = with_project(settings or DispatchSettings(team_sender=team_sender(project)), project, engine)
+        dispatch = Dispatch(
+            playbooks=project.by_id(), channel=channel, renderer=project.renderer, post=post, settings=how
         )
+        result = deliver(conn, ids, dispatch, now=now, run_id=run_id, commit=conn.commit, token=token)
         conn.commit()
         return result
 
 
-def with_project(policy: SendPolicy, project: Project, engine: Engine) -> SendPolicy:
-    """`policy` with what the project says where it says nothing: unsubscribe links, the rules of
-    `touchflow.yaml`, and the global rate limiter."""
-    rules = policy.rules or project.delivery.policy
-    limiter = policy.limiter or make_limiter(rules, engine)
-    return replace(policy, links=policy.links or project.links, rules=rules, limiter=limiter)
+def with_project(settings: DispatchSettings, project: Project, engine: Engine) -> DispatchSettings:
+    """`settings` with what the project says where they say nothing: unsubscribe links, the
+    sending policy of `touchflow.yaml`, and the global rate limiter."""
+    policy = settings.policy or project.delivery.policy
+    limiter = settings.limiter or make_limiter(policy, engine)
+    return replace(settings, links=settings.links or project.links, policy=policy, limiter=limiter)
 
 
-def make_limiter(rules: Policy, engine: Engine) -> RateLimiter | None:
-    """The global send rate's keeper, when `rules` set one (see engine/policy/ratelimit.py)."""
-    if rules.rate_limit is None:
+def make_limiter(policy: Policy, engine: Engine) -> RateLimiter | None:
+    """The global send rate's keeper, when `policy` sets one (see engine/policy/ratelimit.py)."""
+    if policy.rate_limit is None:
         return None
-    use_prefect = rules.rate_limiter == "prefect" or (
-        rules.rate_limiter == "auto" and bool(os.environ.get("PREFECT_API_URL"))
+    use_prefect = policy.rate_limiter == "prefect" or (
+        policy.rate_limiter == "auto" and bool(os.environ.get("PREFECT_API_URL"))
     )
     if use_prefect:
-        return PrefectRateLimiter(rules.rate_limit)
-    return DatabaseRateLimiter(engine, rules.rate_limit)
+        return PrefectRateLimiter(policy.rate_limit)
+    return DatabaseRateLimiter(engine, policy.rate_limit)
 
 
 def priorities(project: Project) -> dict[str, int]:
@@ -244,7 +243,7 @@ def run_stages(
     now: datetime,
     run_id: str,
     channel: EmailChannel,
-    policy: SendPolicy | None = None,
+    settings: DispatchSettings | None = None,
     post: Callable[..., int] = post_json,
 ) -> dict[str, PlaybookSummary]:
     """One tick's stages in this process, in the order the flow runs them as Prefect tasks:
@@ -255,7 +254,8 @@ def run_stages(
     while ids := claim_batch(
         engine, now, playbook_ids=playbook_ids, token=(token := uuid.uuid4().hex), priorities=ranks
     ):
-        merge(summaries, deliver_batch(engine, project, ids, channel, now, run_id, post, policy, token))
+        result = deliver_batch(engine, project, ids, channel, now, run_id, post, settings=settings, token=token)
+        merge(summaries, result)
     return summaries
 
 
@@ -296,23 +296,14 @@ def dry_run(
                     log.error("dry run: playbook '%s' failed: %s", pid, summaries[pid].error)
                     continue
                 _fill(summaries[pid], ev, adv)
-            while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids, priorities=priorities(project)):
-                merge(
-                    summaries,
-                    deliver(
-                        conn,
-                        ids,
-                        project.by_id(),
-                        channel,
-                        project.renderer,
-                        now,
-                        run_id,
-                        no_post,
-                        SendPolicy(
-                            team_sender=team_sender(project), links=project.links, rules=project.delivery.policy
-                        ),
-                    ),
-                )
+            settings = DispatchSettings(
+                team_sender=team_sender(project), links=project.links, policy=project.delivery.policy
+            )
+            dispatch = Dispatch(
+                playbooks=project.by_id(), channel=channel, renderer=project.renderer, post=no_post, settings=settings
+            )
+            while ids := claim(conn, DISPATCH_BATCH, now, playbook_ids=playbook_ids, priorities=priorities(project)):
+                merge(summaries, deliver(conn, ids, dispatch, now=now, run_id=run_id))
         finally:
             trans.rollback()
     return list(summaries.values())

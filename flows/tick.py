@@ -63,8 +63,11 @@ def dispatch_batch(now: datetime, run_id: str, playbook_ids: list[str]) -> dict[
     ids = api.claim_batch(engine, now, playbook_ids=playbook_ids, token=token, priorities=api.priorities(project))
     if not ids:
         return None
-    channel, policy = make_channel(project.delivery, project.settings.outbox_dir)
-    return api.deliver_batch(engine, project, ids, channel, now, run_id, policy=policy, token=token).as_dict()
+    configured = make_channel(project.delivery, project.settings.outbox_dir)
+    result = api.deliver_batch(
+        engine, project, ids, configured.channel, now, run_id, settings=configured.settings, token=token
+    )
+    return result.as_dict()
 
 
 @task(name="reconcile", cache_policy=NONE)

@@ -33,8 +33,8 @@ from sqlalchemy import func, select
 
 from engine.config import load_settings
 from engine.dispatch import EmailChannel, OutboxChannel
-from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.sendgrid_channel import SendGridChannel
+from engine.dispatch.settings import DispatchSettings
 from engine.project import load_project
 from engine.store.db import connect
 from engine.store.models import ledger
@@ -84,7 +84,7 @@ def main() -> int:
     kill_at, kill_n = env.get("CRASH_KILL_AT", ""), int(env.get("CRASH_KILL_N", "0"))
     if kill_at in ("before-rename", "after-rename"):
         kill_at_rename(kill_at, kill_n)
-    policy = SendPolicy(attempts=int(env["CRASH_ATTEMPTS"]), concurrency=int(env["CRASH_CONCURRENCY"]))
+    settings = DispatchSettings(attempts=int(env["CRASH_ATTEMPTS"]), concurrency=int(env["CRASH_CONCURRENCY"]))
     batch = int(env["CRASH_BATCH"])
     now = datetime.fromisoformat(env["CRASH_NOW"])
     run_id = env["CRASH_RUN_ID"]
@@ -100,7 +100,7 @@ def main() -> int:
             batches += 1
             if kill_at == "after-claim" and batches == kill_n:
                 die()
-            deliver_batch(engine, project, ids, channel, now, run_id, policy=policy)
+            deliver_batch(engine, project, ids, channel, now, run_id, settings=settings)
             continue
         if not drain or steps >= MAX_DRAIN_STEPS:
             break

@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 from benchmarks.dispatch import build_store as bench_store
 from engine.cli.main import app
 from engine.dispatch import OutboxChannel
-from engine.dispatch.deliver import MAX_DISPATCHES
+from engine.dispatch.outcomes import MAX_DISPATCHES
 from engine.dispatch.reconcile import reconcile
 from engine.project import Project
 from engine.store.models import audit_log, ledger, message_events

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, update
 
 from engine.dispatch import OutboxChannel, OutgoingEmail
 from engine.dispatch.channels import ChannelUnavailable
-from engine.dispatch.deliver import UNAVAILABLE_RETRY_CAP
+from engine.dispatch.outcomes import UNAVAILABLE_RETRY_CAP
 from engine.render import RenderedEmail
 from engine.store.models import ledger
 from tests.factories import Store

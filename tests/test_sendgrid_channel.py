@@ -17,8 +17,8 @@ from referencing.jsonschema import DRAFT202012
 from sqlalchemy import Engine, insert, select
 
 from engine import tick
-from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.factory import make_channel
+from engine.dispatch.settings import DispatchSettings
 from engine.project import Project
 from engine.store.models import audit_log, ledger, message_events
 from tests.factories import Store, project
@@ -63,12 +63,14 @@ def plan(db: Engine, accounts: int = 1) -> None:
 
 def dispatch(db: Engine, proj: Project, now: datetime, retry_sleep: list[float] | None = None) -> dict[str, Any]:
     tick.evaluate_and_advance(db, proj, "hello", now, "run", "sendgrid")
-    channel, policy = make_channel(proj.delivery, proj.settings.outbox_dir)
+    configured = make_channel(proj.delivery, proj.settings.outbox_dir)
+    channel = configured.channel
     sleeps = retry_sleep if retry_sleep is not None else []
-    policy = SendPolicy(attempts=policy.attempts, concurrency=policy.concurrency, sleep=sleeps.append)
+    made = configured.settings
+    settings = DispatchSettings(attempts=made.attempts, concurrency=made.concurrency, sleep=sleeps.append)
     totals: dict[str, Any] = {}
     while ids := tick.claim_batch(db, now, playbook_ids=["hello"]):
-        totals = tick.deliver_batch(db, proj, ids, channel, now, "run", policy=policy).as_dict()
+        totals = tick.deliver_batch(db, proj, ids, channel, now, "run", settings=settings).as_dict()
     return totals
 
 

@@ -156,10 +156,10 @@ def test_a_tick_through_smtp(db: Engine, db_url: str, tmp_path: Path, inbox: tup
         f"channel: smtp\nsmtp: {{host: 127.0.0.1, port: {port}, starttls: false}}\n", encoding="utf-8"
     )
     proj = project(tmp_path, db_url)
-    channel, policy = make_channel(proj.delivery, proj.settings.outbox_dir)
-    tick.evaluate_and_advance(db, proj, "renewal-90d", NOW, "run", channel.name)
+    configured = make_channel(proj.delivery, proj.settings.outbox_dir)
+    tick.evaluate_and_advance(db, proj, "renewal-90d", NOW, "run", configured.channel.name)
     while ids := tick.claim_batch(db, NOW, playbook_ids=["renewal-90d"]):
-        tick.deliver_batch(db, proj, ids, channel, NOW, "run", policy=policy)
+        tick.deliver_batch(db, proj, ids, configured.channel, NOW, "run", settings=configured.settings)
     assert len(handler.messages) == 2
     with db.connect() as conn:
         assert [r.status for r in conn.execute(select(ledger))] == ["sent", "sent"]

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -135,8 +136,10 @@ class OutboxChannel:
 
     name = "outbox"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        """`clock` (unix seconds, compared with file times) ages the temp files the sweep removes."""
         self.directory = directory
+        self.clock = clock
 
     def path_of(self, send_key: str) -> Path:
         """Where the message of `send_key` is committed; SendError for a key that is not a plain
@@ -256,7 +259,7 @@ class OutboxChannel:
     def _sweep(self) -> None:
         """Remove temp files older than STALE_TEMP_S: a writer killed mid-write left them. Newer
         ones may be another tick's write in flight, so they stay."""
-        cutoff = time.time() - STALE_TEMP_S
+        cutoff = self.clock() - STALE_TEMP_S
         with contextlib.suppress(OSError), os.scandir(self.directory) as listing:
             for entry in listing:
                 if entry.name.startswith(TEMP_PREFIX):

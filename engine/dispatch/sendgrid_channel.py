@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
+from collections.abc import Callable
 from http.client import HTTPException
 from typing import Any
 
@@ -20,6 +22,7 @@ from sendgrid import SendGridAPIClient
 
 from engine.dispatch.channels import OutgoingEmail, SendError
 from engine.dispatch.headers import HeaderError
+from engine.dispatch.retry import reset_after, retry_after
 from engine.header_text import control_problem, shown
 
 _MAX_RETRY_AFTER_S = 60.0
@@ -85,8 +88,15 @@ class SendGridChannel:
     name = "sendgrid"
 
     def __init__(
-        self, api_key: str, host: str, timeout_s: float, sandbox: bool = False, unsubscribe_group: int | None = None
+        self,
+        api_key: str,
+        host: str,
+        timeout_s: float,
+        sandbox: bool = False,
+        unsubscribe_group: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` (unix seconds) reads SendGrid's answers that name a moment: a 429's reset time."""
         if not api_key:
             raise ValueError("the SendGrid API key is empty")
         self._api_key = api_key  # never logged, never part of an error message
@@ -94,6 +104,7 @@ class SendGridChannel:
         self.timeout_s = timeout_s
         self.sandbox = sandbox
         self.unsubscribe_group = unsubscribe_group
+        self.clock = clock
 
     def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
         return f"SendGridChannel(host={self.host!r}, sandbox={self.sandbox})"
@@ -105,7 +116,7 @@ class SendGridChannel:
         try:
             response = client.client.mail.send.post(request_body=body)
         except HTTPError as exc:
-            raise _from_http_error(exc) from None
+            raise _from_http_error(exc, self.clock) from None
         except TimeoutError:
             raise SendError("ambiguous", f"no answer within {self.timeout_s:g} s") from None
         except urllib.error.URLError as exc:
@@ -129,11 +140,12 @@ def _header(headers: Any, name: str) -> str | None:
     return str(value) if value else None
 
 
-def _from_http_error(exc: HTTPError) -> SendError:
+def _from_http_error(exc: HTTPError, clock: Callable[[], float]) -> SendError:
     status = int(getattr(exc, "status_code", 0) or 0)
     text = _error_text(exc)
     if status == 429 or status >= 500:
-        return SendError("retry", f"HTTP {status}: {text}", retry_after=_retry_after(getattr(exc, "headers", None)))
+        wait = _wait_asked(getattr(exc, "headers", None), clock)
+        return SendError("retry", f"HTTP {status}: {text}", retry_after=wait)
     return SendError("permanent", f"HTTP {status}: {text}")
 
 
@@ -147,19 +159,9 @@ def _error_text(exc: HTTPError) -> str:
         return raw_text[:500]
 
 
-def _retry_after(headers: Any) -> float | None:
+def _wait_asked(headers: Any, clock: Callable[[], float]) -> float | None:
     """Seconds to wait: Retry-After, else X-RateLimit-Reset (a unix time), capped."""
-    import time
-
-    for name in ("Retry-After", "X-RateLimit-Reset"):
-        value = _header(headers, name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue
-        if name == "X-RateLimit-Reset" and seconds > 1e9:
-            seconds -= time.time()  # a reset moment, not a delay
-        return min(_MAX_RETRY_AFTER_S, max(0.0, seconds))
-    return None
+    wait = retry_after(_header(headers, "Retry-After"), cap=_MAX_RETRY_AFTER_S, clock=clock)
+    if wait is None:
+        wait = reset_after(_header(headers, "X-RateLimit-Reset"), cap=_MAX_RETRY_AFTER_S, clock=clock)
+    return wait

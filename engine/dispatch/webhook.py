@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from engine.dispatch.retry import backoff, retry_after
+
 MAX_BACKOFF_S = 30.0
+BACKOFF_BASE_S = 0.5
 
 
 class WebhookError(Exception):
@@ -23,9 +25,11 @@ def post_json(
     timeout_s: float,
     retries: int,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> int:
     """POST `body` to `url`; return the HTTP status. Retries with exponential backoff and jitter,
-    honouring Retry-After; other 4xx answers fail at once."""
+    honouring Retry-After (seconds, or an HTTP-date read against `clock`); other 4xx answers fail
+    at once."""
     data = json.dumps(body).encode()
     if not url.startswith(("http://", "https://")):
         raise WebhookError("the URL is not an http(s) URL")  # never echo it: it may hold a secret
@@ -41,7 +45,7 @@ def post_json(
             last = f"HTTP {exc.code}: {exc.read(300).decode('utf-8', 'replace').strip()}"
             if exc.code != 429 and exc.code < 500:
                 raise WebhookError(last) from None
-            wait = _retry_after(exc.headers.get("Retry-After"))
+            wait = retry_after(exc.headers.get("Retry-After"), cap=MAX_BACKOFF_S, clock=clock)
         except ValueError:
             raise WebhookError("the URL is malformed") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
@@ -49,15 +53,8 @@ def post_json(
             last = f"{type(reason).__name__}: {reason}"
             wait = None
         if attempt < retries:
-            sleep(wait if wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt) * (0.5 + random.random()))
+            sleep(wait if wait is not None else backoff(attempt, base=BACKOFF_BASE_S, cap=MAX_BACKOFF_S))
     raise WebhookError(f"gave up after {retries + 1} attempts; last: {last}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(MAX_BACKOFF_S, max(0.0, float(value))) if value else None
-    except ValueError:
-        return None
 
 
 def no_post(url: str, body: dict[str, Any], timeout_s: float, retries: int) -> int:

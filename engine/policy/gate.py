@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Row, bindparam, or_, select, update
 
 from engine.audit import Decision, Reason, audit_row, ledger_fields, record
 from engine.compile import CompiledPlaybook
-from engine.journey_time import known_zone
+from engine.plan.time import known_zone
 from engine.policy.calendar import Calendar
 from engine.policy.decide import Candidate, Cap, PastSend, Verdict, decide
 from engine.spec.policy import Caps, PlaybookPolicy, Policy

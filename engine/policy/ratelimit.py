@@ -14,6 +14,10 @@ bursts, and the rate holds in any window, not just on average.
   burst of up to N after a pause, then R a second).
 
 Reservations are not refunded: a dispatcher that dies leaves a gap of at most its window.
+
+Pacing needs the real wall clock (send times are shared between processes, so unix seconds, not
+a monotonic clock): it is injected as `clock` (default `time.time`) and waiting as `sleep`
+(default `time.sleep`), so tests drive both.
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ class PrefectRateLimiter:
     every dispatcher together. (One slot at a time: asking for more than the limit's size at once
     is refused by the server.)"""
 
-    def __init__(self, rate: float, name: str = DEFAULT_NAME) -> None:
-        self.rate, self.name = rate, name
+    def __init__(self, rate: float, name: str = DEFAULT_NAME, clock: Callable[[], float] = time.time) -> None:
+        self.rate, self.name, self.clock = rate, name, clock
 
     def reserve(self, n: int) -> list[float]:
         """Wait for a slot per message, one after the other; returns the moments they were granted."""
@@ -88,7 +92,7 @@ class PrefectRateLimiter:
         granted: list[float] = []
         for _ in range(max(0, n)):
             rate_limit(self.name, occupy=1, strict=True)  # strict: a missing limit is an error, not a no-op
-            granted.append(time.time())
+            granted.append(self.clock())
         return granted
 
 
@@ -105,8 +109,10 @@ class Unlimited:
 UNLIMITED = Unlimited()
 
 
-def wait_until(moment: float, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Sleep until the wall clock reaches `moment`."""
-    delay = moment - time.time()
+def wait_until(
+    moment: float, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time
+) -> None:
+    """Sleep until `clock` (the wall clock, unix seconds) reaches `moment`."""
+    delay = moment - clock()
     if delay > 0:
         sleep(delay)

@@ -104,11 +104,11 @@ def test_the_sendgrid_api_key_can_come_from_a_prefect_secret_block(
     settings = DeliverySettings.model_validate(
         {"channel": "sendgrid", "sendgrid": {"api_key_block": "touchflow-sendgrid-test"}}
     )
-    channel, _policy = make_channel(settings, tmp_path)
+    channel = make_channel(settings, tmp_path).channel
     assert channel._api_key == "SG.from-the-block"  # type: ignore[attr-defined]
     assert "SG.from" not in repr(channel)
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-env")  # the environment wins
-    assert make_channel(settings, tmp_path)[0]._api_key == "SG.from-env"  # type: ignore[attr-defined]
+    assert make_channel(settings, tmp_path).channel._api_key == "SG.from-env"  # type: ignore[attr-defined]
     monkeypatch.delenv("SENDGRID_API_KEY")
     missing = DeliverySettings.model_validate({"channel": "sendgrid", "sendgrid": {"api_key_block": "no-such-block"}})
     with pytest.raises(ChannelConfigError, match="no-such-block"):

@@ -25,7 +25,7 @@ from tests.journeys.helpers import NOW, audit, ledger_rows, load, playbook, run_
 
 MAIL = playbook("mail", "  - id: hello\n    email: {to: {role: [admin]}, template: welcome/hello}\n")
 CALL = playbook("call", '  - id: call\n    task: {title: "Call {{ account.name }}"}\n')
-deliver_module = importlib.import_module("engine.dispatch.deliver")  # the package exports a function by that name
+context_module = importlib.import_module("engine.dispatch.context")
 
 BROKEN = playbook("broken", "  - id: hello\n    email: {to: {role: [admin]}, template: welcome/hello}\n")
 
@@ -108,16 +108,14 @@ def test_a_raising_template_context_fails_that_playbooks_messages_only(
 ) -> None:
     ids = _store(db)
     proj = load(tmp_path, db_url, BROKEN, MAIL, CALL)
-    real_context = deliver_module.template_context
+    real_context = context_module.template_context
 
-    def template_context(
-        account: dict[str, Any], contact: Any, csm: Any, sender: str, compiled: Any, *rest: Any
-    ) -> Any:
-        if compiled.id == "broken":
+    def template_context(*args: Any, **kwargs: Any) -> Any:
+        if kwargs["playbook"].id == "broken":
             raise LookupError("the context cannot be built")
-        return real_context(account, contact, csm, sender, compiled, *rest)
+        return real_context(*args, **kwargs)
 
-    monkeypatch.setattr(deliver_module, "template_context", template_context)
+    monkeypatch.setattr(context_module, "template_context", template_context)
 
     result = run_tick(db, proj, NOW)
 

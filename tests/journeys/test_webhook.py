@@ -101,7 +101,7 @@ def _notify(pid: str, target: str, retries: int = 2) -> str:
 def test_webhook_posts_the_rendered_body_and_retries(
     db: Engine, db_url: str, tmp_path: Path, hook: Hook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("engine.dispatch.webhook.random.random", lambda: 0.0)  # backoff after a timeout: 0.25 s
+    monkeypatch.setattr("engine.dispatch.retry.random.random", lambda: 0.0)  # backoff after a timeout: 0.25 s
     store = Store(db, NOW)
     names = ["Fine Co", "Flaky Co", "Broken Co", "Down Co", "Slow Co"]
     ids = {name: store.account(name=name, plan="hooks") for name in names}

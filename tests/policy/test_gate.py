@@ -32,8 +32,8 @@ from sqlalchemy import Engine, select, update
 
 from engine import tick
 from engine.dispatch.channels import OutgoingEmail, SendError
-from engine.dispatch.deliver import SendPolicy
 from engine.dispatch.reconcile import reconcile
+from engine.dispatch.settings import DispatchSettings
 from engine.policy.gate import gate
 from engine.project import Project, load_project
 from engine.spec.policy import CapLimits, Caps, Policy, QuietHours
@@ -126,10 +126,10 @@ def dispatch(
 ) -> tick.DispatchResult:
     """Claim and deliver everything due at `now`, as the flow's dispatch does. `rules` None: the
     project's `touchflow.yaml` policy."""
-    policy = SendPolicy(rules=rules) if rules is not None else None
+    settings = DispatchSettings(policy=rules) if rules is not None else None
     total = tick.DispatchResult()
     while ids := tick.claim_batch(db, now, batch, playbook_ids):
-        result = tick.deliver_batch(db, proj, ids, channel, now, f"dispatch-{now:%Y%m%dT%H%M}", policy=policy)
+        result = tick.deliver_batch(db, proj, ids, channel, now, f"dispatch-{now:%Y%m%dT%H%M}", settings=settings)
         for name in ("emails", "failed", "deferred", "skipped"):
             getattr(total, name).update(getattr(result, name))
     return total

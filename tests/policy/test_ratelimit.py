@@ -31,7 +31,7 @@ from sqlalchemy import Engine, func, select, update
 from benchmarks.dispatch import build_store
 from engine import tick
 from engine.dispatch.channels import OutgoingEmail
-from engine.dispatch.deliver import SendPolicy
+from engine.dispatch.settings import DispatchSettings
 from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter
 from engine.project import Project, load_project
 from engine.spec.policy import Policy
@@ -250,13 +250,13 @@ def deliver_all(db_url: str, proj: Project) -> Run:
     def dispatcher(i: int) -> None:
         engine = connect(db_url)
         rules = Policy(rate_limit=RATE, rate_limiter="database")
-        policy = SendPolicy(concurrency=4, rules=rules, limiter=Booking(engine, slots, lock))
+        settings = DispatchSettings(concurrency=4, policy=rules, limiter=Booking(engine, slots, lock))
         try:
             start.wait()
             while True:
                 ids = tick.claim_batch(engine, NOW, 40)
                 if ids:
-                    result = tick.deliver_batch(engine, proj, ids, channel, NOW, f"d{i}", policy=policy)
+                    result = tick.deliver_batch(engine, proj, ids, channel, NOW, f"d{i}", settings=settings)
                     per_dispatcher[i] += sum(result.emails.values())
                 elif planned(engine) == 0:
                     break
@@ -328,9 +328,9 @@ def test_the_limiter_comes_from_touchflow_yaml(
     (proj.settings.project_dir / "touchflow.yaml").write_text("policy: {rate_limit: 25}\n", encoding="utf-8")
     proj = load_project(proj.settings)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    limiter = tick.with_project(SendPolicy(), proj, db).limiter
+    limiter = tick.with_project(DispatchSettings(), proj, db).limiter
     assert isinstance(limiter, DatabaseRateLimiter) and limiter.rate == 25 and limiter.engine is db
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-    assert isinstance(tick.with_project(SendPolicy(), proj, db).limiter, PrefectRateLimiter)
+    assert isinstance(tick.with_project(DispatchSettings(), proj, db).limiter, PrefectRateLimiter)
     assert isinstance(tick.make_limiter(Policy(rate_limit=5, rate_limiter="database"), db), DatabaseRateLimiter)
     assert tick.make_limiter(Policy(), db) is None

@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from engine import tick
-from engine.dispatch.deliver import SendPolicy
+from engine.dispatch.settings import DispatchSettings
 from engine.policy.calendar import Calendar
 from engine.policy.tasks import add_business_days
 from engine.project import Project
@@ -46,7 +46,7 @@ NOW = datetime(2026, 11, 2, 9, 0)  # a Monday, 09:00 UTC (and in London)
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 PLAN = "tasks"  # every test playbook enrolls accounts on this plan
 MON_FRI = frozenset(range(5))
-deliver_module = importlib.import_module("engine.dispatch.deliver")  # the package re-exports `deliver()`
+outcomes_module = importlib.import_module("engine.dispatch.outcomes")  # where a window's tasks are placed
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -74,10 +74,10 @@ def dispatch(
     playbook_ids: list[str] | None = None,
 ) -> tick.DispatchResult:
     """Claim and deliver everything due at `now`; `rules` None: the project's touchflow.yaml."""
-    policy = SendPolicy(rules=rules) if rules is not None else None
+    settings = DispatchSettings(policy=rules) if rules is not None else None
     total = tick.DispatchResult()
     while ids := tick.claim_batch(db, now, 500, playbook_ids):
-        result = tick.deliver_batch(db, proj, ids, Recorder(), now, f"dispatch-{now:%Y%m%dT%H%M}", policy=policy)
+        result = tick.deliver_batch(db, proj, ids, Recorder(), now, f"dispatch-{now:%Y%m%dT%H%M}", settings=settings)
         for name in ("emails", "tasks", "failed", "deferred", "skipped"):
             getattr(total, name).update(getattr(result, name))
     return total
@@ -479,14 +479,14 @@ def test_concurrent_dispatchers_never_open_two_tasks_for_one_reason(
     occurrences, and exactly one of its two audit rows says `task_updated`."""
     if db_url.startswith("sqlite"):
         pytest.skip("SQLite serialises every writer on the database file: no concurrent placement to race")
-    real_place = deliver_module.place_task
+    real_place = outcomes_module.place_task
 
     def slow_place(*args: Any, **kwargs: Any) -> Any:
         placed = real_place(*args, **kwargs)
         time.sleep(0.02)  # the transaction stays open, its task not yet visible to the other thread
         return placed
 
-    monkeypatch.setattr(deliver_module, "place_task", slow_place)
+    monkeypatch.setattr(outcomes_module, "place_task", slow_place)
     store = Store(db, NOW)
     csm = store.csm()
     accs = [store.account(plan=PLAN, csm_id=csm) for _ in range(8)]
@@ -507,7 +507,7 @@ def test_concurrent_dispatchers_never_open_two_tasks_for_one_reason(
     def run(pid: str) -> None:
         try:
             start.wait(timeout=10)
-            tick.deliver_batch(db, proj, claimed[pid], Recorder(), NOW, f"dispatch-{pid}", policy=SendPolicy())
+            tick.deliver_batch(db, proj, claimed[pid], Recorder(), NOW, f"dispatch-{pid}", settings=DispatchSettings())
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 
