@@ -1,14 +1,13 @@
-"""The tick flow: evaluate and advance each active playbook, then dispatch in batches.
+"""The tick flow: the stages of `engine.tick.TICK_STAGES`, each as Prefect tasks.
 
-Thin by design: every decision lives in `engine`; this module only orders the stages as Prefect
-tasks. One task per playbook and one per dispatch batch (hundreds of messages) — never one per
-customer: a task run costs ~50 ms of Prefect bookkeeping.
+Thin by design: every decision, and the order of the stages, lives in `engine`; this module only
+turns each stage into a task. One task per playbook and one per dispatch batch (hundreds of
+messages) — never one per customer: a task run costs ~50 ms of Prefect bookkeeping.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +15,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 from sqlalchemy import Engine
 
 from engine import tick as api
 from engine.config import load_settings
-from engine.dispatch import DispatchResult, OutboxChannel
+from engine.dispatch import NullChannel
 from engine.dispatch.factory import make_channel
+from engine.dispatch.webhook import no_post
 from engine.project import Project, load_project
 from engine.store.db import connect
 
@@ -39,15 +40,6 @@ def _runtime(refresh: bool = False) -> tuple[Engine, Project]:
     return _RUNTIME[key]
 
 
-@task(name="evaluate-and-advance", cache_policy=NONE)
-def evaluate_and_advance(playbook_id: str, now: datetime, run_id: str) -> dict[str, Any]:
-    """Enroll and plan one playbook (a failure is reported in the summary's `error`, not raised)."""
-    engine, project = _runtime()
-    # The configured channel's name goes on the ledger and audit rows of the emails planned.
-    channel = project.delivery.channel
-    return api.evaluate_and_advance(engine, project, playbook_id, now, run_id, channel).as_dict()
-
-
 @task(name="start-live-tick", cache_policy=NONE)
 def start_live_tick(now: datetime, force: bool) -> None:
     """Refuse to run before the store's last tick (unless forced); record this one."""
@@ -55,33 +47,19 @@ def start_live_tick(now: datetime, force: bool) -> None:
     api.start_live_tick(engine, now, force)
 
 
-@task(name="dispatch-batch", cache_policy=NONE)
-def dispatch_batch(now: datetime, run_id: str, playbook_ids: list[str]) -> dict[str, dict[str, int]] | None:
-    """Claim and deliver one batch of planned messages, tasks and webhooks; None when none is left."""
-    engine, project = _runtime()
-    token = uuid.uuid4().hex  # this batch's claim: delivery touches only rows still held under it
-    ids = api.claim_batch(engine, now, playbook_ids=playbook_ids, token=token, priorities=api.priorities(project))
-    if not ids:
-        return None
-    configured = make_channel(project.delivery, project.settings.outbox_dir)
-    result = api.deliver_batch(
-        engine, project, ids, configured.channel, now, run_id, settings=configured.settings, token=token
-    )
-    return result.as_dict()
+@task(cache_policy=NONE)
+def run_stage(stage: api.Stage, args: tuple[Any, ...]) -> Any:
+    """One stage of `engine.tick.TICK_STAGES`, as a Prefect task named after it."""
+    return stage.run(*args)
 
 
-@task(name="reconcile", cache_policy=NONE)
-def reconcile(now: datetime, run_id: str) -> dict[str, int]:
-    """Settle messages left sending or unknown by earlier dispatches (never resent blindly)."""
-    engine, project = _runtime()
-    return asdict(api.reconcile_pending(engine, project, now, run_id))
-
-
-@task(name="dry-run", cache_policy=NONE)
-def dry_run_all(playbook_ids: list[str], now: datetime, run_id: str) -> list[dict[str, Any]]:
-    """Compute the whole tick in a rolled-back transaction."""
-    engine, project = _runtime()
-    return [s.as_dict() for s in api.dry_run(engine, project, playbook_ids, now, run_id)]
+def as_task(stage: api.Stage, *args: Any) -> Any:
+    """The `call` of `run_tick` in the flow: each stage a Prefect task (one per playbook, one per
+    dispatch batch). `quote` keeps Prefect from walking the tick's objects as task inputs."""
+    name = f"{stage.name}-{args[1]}" if stage.scope == "playbook" else stage.name
+    task_run = run_stage.with_options(name=stage.name, task_run_name=name)
+    quoted: tuple[Any, Any] = (quote(stage), quote(args))  # unwrapped by Prefect before the call
+    return task_run(*quoted)
 
 
 @flow(name="touchflow-tick")
@@ -94,19 +72,17 @@ def tick(
     at = now or datetime.now(UTC)
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)
-    _, project = _runtime(refresh=True)
+    engine, project = _runtime(refresh=True)
     ids = [p.id for p in project.active(playbook)]
     run_id = str(flow_run.get_id() or uuid.uuid4())
     if dry_run:
-        return _reported(list(dry_run_all(ids, at, run_id)))
+        with api.dry_store(engine) as store:
+            dry = api.Tick(store, project, at, run_id, ids, NullChannel(), post=no_post)
+            return _reported([s.as_dict() for s in api.run_tick(dry, call=as_task).values()])
     start_live_tick(at, force)
-    reconcile(at, run_id)
-    summaries = {pid: api.PlaybookSummary(**evaluate_and_advance(pid, at, run_id)) for pid in ids}
-    while (batch := dispatch_batch(at, run_id, ids)) is not None:
-        api.merge(summaries, DispatchResult.from_dict(batch))
-    if project.delivery.channel == "outbox":
-        OutboxChannel(project.settings.outbox_dir).write_index()
-    rows = _reported([s.as_dict() for s in summaries.values()])
+    configured = make_channel(project.delivery, project.settings.outbox_dir)
+    live = api.Tick(api.LiveStore(engine), project, at, run_id, ids, configured.channel, configured.settings)
+    rows = _reported([s.as_dict() for s in api.run_tick(live, call=as_task).values()])
     create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")
     return rows
 

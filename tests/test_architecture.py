@@ -75,3 +75,42 @@ def test_only_the_faces_read_the_clock() -> None:
                 ):
                     readers.append(f"{rel}:{node.lineno}")
     assert readers == []
+
+
+# ARCHITECTURE.md, decision 5: where the dialect may be named. SQL expressions that differ per
+# dialect are `@compiles` constructs of the compile stage; run-time choices (row locks, the
+# advisory lock, temp tables, snapshots, SQLite's decode errors) sit in these modules only.
+DIALECT_EXPRESSIONS = {"engine/compile/sql_functions.py", "engine/compile/json_keys.py"}
+DIALECT_CHOICES = {
+    "engine/dispatch/claims.py",  # FOR UPDATE SKIP LOCKED when claiming
+    "engine/plan/batch.py",  # FOR UPDATE SKIP LOCKED on due enrollments
+    "engine/plan/enroll.py",  # the per-playbook advisory lock, temporary-table lifetime
+    "engine/simulate.py",  # the read-only REPEATABLE READ snapshot it copies from
+    "engine/store/bulk.py",  # executemany / COPY, conflict_insert
+    "engine/store/migrations/env.py",  # Alembic's batch mode on SQLite
+    "engine/store/readable.py",  # SQLite's error for text that is not UTF-8
+    "engine/tick/stores.py",  # the explicit BEGIN of a SQLite dry run
+}
+
+
+def test_the_dialect_is_named_only_where_architecture_says() -> None:
+    compiles, chooses = set(), set()
+    for path in (REPO / "engine").rglob("*.py"):
+        rel = str(path.relative_to(REPO))
+        source = path.read_text(encoding="utf-8")
+        if "@compiles" in source:
+            compiles.add(rel)
+        if "dialect.name" in source:
+            chooses.add(rel)
+    assert compiles == DIALECT_EXPRESSIONS
+    assert chooses == DIALECT_CHOICES
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """Small modules, split along what they do (migrations excepted: they are history)."""
+    long = []
+    for root in ("engine", "flows", "demo", "benchmarks"):
+        for path in (REPO / root).rglob("*.py"):
+            if "migrations" not in path.parts and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 500:
+                long.append(f"{path.relative_to(REPO)}: {lines}")
+    assert long == []

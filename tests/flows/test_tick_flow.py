@@ -277,3 +277,29 @@ def test_touchflow_run_says_which_playbook_failed_and_exits_1(
     forced = runner.invoke(app, ["run", "--now", week_ago, "--force", "--json"])
     assert forced.exit_code == 0, forced.output
     assert {row["playbook"] for row in json.loads(forced.stdout)} == {"hello", "call"}
+
+
+def test_a_stage_added_to_the_tick_runs_in_the_flow_as_a_prefect_task(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.context import TaskRunContext
+
+    from engine import tick as api
+
+    proj = project(tmp_path, db_url)
+    monkeypatch.setenv("TOUCHFLOW_PROJECT_DIR", str(proj.settings.project_dir))
+    monkeypatch.setenv("TOUCHFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("TOUCHFLOW_OUTBOX", str(proj.settings.outbox_dir))
+    seen: list[tuple[str, str | None]] = []
+
+    def audit_stage(tick: api.Tick) -> None:
+        context = TaskRunContext.get()
+        seen.append((tick.run_id, context.task_run.name if context else None))
+
+    stages = (*api.TICK_STAGES, api.Stage("audit-check", "tick", audit_stage))
+    monkeypatch.setattr("engine.tick.stages.TICK_STAGES", stages)
+    from flows.tick import tick
+
+    tick(now=NOW)
+    tick(now=NOW, dry_run=True)
+    assert [name for _, name in seen] == ["audit-check", "audit-check"]

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, Select, column, select, table, text
 from engine import tick
 from engine.compile import CompiledPlaybook
 from engine.project import Project
+from engine.tick import stages
 from tests.factories import Store
 from tests.journeys.helpers import NOW, audit, ledger_rows, load, playbook, run_tick, task_rows
 
@@ -84,14 +85,14 @@ def test_a_playbook_that_fails_while_advancing_keeps_its_enrollments_and_the_oth
 ) -> None:
     ids = _store(db)
     proj = load(tmp_path, db_url, BROKEN, MAIL, CALL)
-    real_advance = tick.advance
+    real_advance = stages.advance
 
     def advance(conn: Connection, compiled: CompiledPlaybook, *args: Any, **kwargs: Any) -> Any:
         if compiled.id == "broken":  # a real database error, in the middle of the stage's transaction
             conn.execute(text("SELECT * FROM no_such_table"))
         return real_advance(conn, compiled, *args, **kwargs)
 
-    monkeypatch.setattr(tick, "advance", advance)
+    monkeypatch.setattr(stages, "advance", advance)
 
     result = run_tick(db, proj, NOW)
 

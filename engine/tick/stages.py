@@ -1,0 +1,202 @@
+"""The order of a tick, written once, as data: `TICK_STAGES`.
+
+    reconcile → evaluate-and-advance (per playbook) → dispatch-batch (until none is left) → outbox-index
+
+`run_tick` walks the list; what it does with each stage is the caller's `call`. Called directly
+(`direct`), the stages run in this process — `run_stages` for tests and simulations, `dry_run`
+on a rolled-back store. The Prefect flow passes a `call` that runs each stage as a Prefect task:
+one per playbook and one per dispatch batch, never one per customer or message. A stage added to
+the list therefore runs in all of them.
+
+A playbook that fails (its SQL, a bug) is that playbook's alone: it is logged, audited as
+`playbook_failed`, and named with the reason in its summary's `error`; the tick goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.audit import Decision, Reason, audit_row, record
+from engine.compile import CompiledPlaybook
+from engine.dispatch import Dispatch, DispatchResult, DispatchSettings, EmailChannel, OutboxChannel, claim, deliver
+from engine.dispatch.reconcile import ReconcileResult, reconcile
+from engine.dispatch.webhook import post_json
+from engine.plan import AdvanceResult, EvaluateResult, advance, evaluate
+from engine.project import Project
+from engine.tick.stores import Store
+from engine.tick.summary import PlaybookSummary, describe_error, merge
+
+DISPATCH_BATCH = 500
+"""Ledger rows claimed and delivered per dispatch batch (one Prefect task in the flow)."""
+
+log = logging.getLogger("touchflow.tick")
+
+
+@dataclass
+class Tick:
+    """One tick's inputs: the store it runs against, the project, its moment, the playbooks it
+    runs, and how it sends (the channel, dispatch settings, the webhook poster)."""
+
+    store: Store
+    project: Project
+    now: datetime
+    run_id: str
+    playbook_ids: list[str]
+    channel: EmailChannel
+    settings: DispatchSettings | None = None
+    post: Callable[..., int] = post_json
+    _dispatch: Dispatch | None = field(default=None, repr=False)
+
+    def dispatch(self) -> Dispatch:
+        """What every dispatch batch of this tick sends with, built once: the given settings
+        completed by the project (links, the sending policy, the global rate's keeper)."""
+        if self._dispatch is None:
+            base = self.settings or DispatchSettings(team_sender=team_sender(self.project))
+            settings = complete_settings(base, self.project, self.store)
+            self._dispatch = Dispatch(
+                playbooks=self.project.by_id(),
+                channel=self.channel,
+                renderer=self.project.renderer,
+                post=self.post,
+                settings=settings,
+            )
+        return self._dispatch
+
+    @property
+    def outbox(self) -> Path | None:
+        """The outbox directory when this tick sends to one (its truth is on disk)."""
+        return self.channel.directory if isinstance(self.channel, OutboxChannel) else None
+
+
+Scope = Literal["tick", "playbook", "batches"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a tick: its name (the Prefect task's), how often it runs — once (`tick`),
+    once per playbook (`playbook`, called with the playbook's id), or again and again until it
+    returns None (`batches`) — and the function that does it."""
+
+    name: str
+    scope: Scope
+    run: Callable[..., Any]
+
+
+def reconcile_stage(tick: Tick) -> ReconcileResult:
+    """Settle messages left sending or unknown by earlier dispatches (never resent blindly; the
+    outbox's rows by what is on disk)."""
+    with tick.store.transaction() as conn:
+        return reconcile(conn, tick.now, tick.project.delivery.reconcile_after, tick.run_id, tick.outbox)
+
+
+def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
+    """Enroll new subjects and plan due steps of one playbook; each step commits."""
+    playbook = tick.project.by_id()[playbook_id]
+    summary = PlaybookSummary(playbook_id)
+    ev, adv, doing = EvaluateResult(matched=0, enrolled=0), AdvanceResult(), "evaluating"
+    try:
+        with tick.store.transaction() as conn:
+            ev = evaluate(conn, playbook, tick.now, tick.run_id)
+        doing = "advancing"
+        with tick.store.transaction() as conn:
+            # The channel's name goes on the ledger and audit rows of the emails planned.
+            adv = advance(conn, playbook, tick.now, tick.run_id, tick.channel.name, tick.project.versions)
+    except Exception as exc:  # one playbook's failure must not stop the tick's others
+        summary.error = f"{doing}: {describe_error(exc)}"
+        _report_failure(tick, playbook, summary.error)
+    summary.fill(ev, adv)
+    return summary
+
+
+def dispatch_stage(tick: Tick) -> DispatchResult | None:
+    """Claim one batch of planned messages, tasks and webhooks and deliver it, committing each
+    window's outcomes as they are known; None when nothing is left to claim."""
+    token = uuid.uuid4().hex  # this batch's claim: delivery touches only rows still held under it
+    ranks = priorities(tick.project)
+    with tick.store.transaction() as conn:
+        ids = claim(conn, DISPATCH_BATCH, tick.now, playbook_ids=tick.playbook_ids, token=token, priorities=ranks)
+    if not ids:
+        return None
+    with tick.store.session() as (conn, commit):
+        return deliver(conn, ids, tick.dispatch(), now=tick.now, run_id=tick.run_id, commit=commit, token=token)
+
+
+def outbox_index_stage(tick: Tick) -> Path | None:
+    """Rewrite the outbox's `index.html` (live ticks with the outbox channel only)."""
+    if tick.outbox is None or tick.store.dry:
+        return None
+    return OutboxChannel(tick.outbox).write_index()
+
+
+TICK_STAGES: tuple[Stage, ...] = (
+    Stage("reconcile", "tick", reconcile_stage),
+    Stage("evaluate-and-advance", "playbook", plan_stage),
+    Stage("dispatch-batch", "batches", dispatch_stage),
+    Stage("outbox-index", "tick", outbox_index_stage),
+)
+"""A tick's stages in order. Everything that runs a tick walks this list (`run_tick`)."""
+
+
+def direct(stage: Stage, *args: Any) -> Any:
+    """Run a stage in this process (the `call` of tests, simulations and dry runs)."""
+    return stage.run(*args)
+
+
+def run_tick(tick: Tick, call: Callable[..., Any] = direct) -> dict[str, PlaybookSummary]:
+    """Every stage of `TICK_STAGES` in order, each through `call(stage, *args)`; the summaries
+    per playbook (planning's counts, then every dispatch batch's added)."""
+    summaries = {pid: PlaybookSummary(pid) for pid in tick.playbook_ids}
+    for stage in TICK_STAGES:
+        if stage.scope == "tick":
+            call(stage, tick)
+        elif stage.scope == "playbook":
+            for pid in tick.playbook_ids:
+                summaries[pid] = call(stage, tick, pid)
+        else:
+            while (result := call(stage, tick)) is not None:
+                merge(summaries, result)
+    return summaries
+
+
+def complete_settings(settings: DispatchSettings, project: Project, store: Store) -> DispatchSettings:
+    """`settings` with what the project says where they say nothing: unsubscribe links, the
+    sending policy of `touchflow.yaml`, and the global rate's keeper (none in a dry run)."""
+    policy = settings.policy or project.delivery.policy
+    limiter = settings.limiter or store.limiter(policy)
+    return replace(settings, links=settings.links or project.links, policy=policy, limiter=limiter)
+
+
+def priorities(project: Project) -> dict[str, int]:
+    """Playbook id → its `priority`, for claiming the higher ones first."""
+    return {p.id: p.spec.priority for p in project.playbooks}
+
+
+def team_sender(project: Project) -> tuple[str, str]:
+    """The project's team sender (name, address), from `touchflow.yaml`."""
+    return project.delivery.team_sender.name, project.delivery.team_sender.email
+
+
+def _report_failure(tick: Tick, playbook: CompiledPlaybook, error: str) -> None:
+    """Log and audit a playbook's failure, in a transaction of its own (the stage's is rolled back;
+    on PostgreSQL it could not be used any more)."""
+    log.error("playbook '%s' failed while %s", playbook.id, error)
+    row = audit_row(
+        at=tick.now,
+        run_id=tick.run_id,
+        playbook_id=playbook.id,
+        playbook_version=playbook.version,
+        decision=Decision.FAILED,
+        reason=Reason.PLAYBOOK_FAILED,
+        detail=error,
+    )
+    try:
+        with tick.store.transaction() as conn:
+            record(conn, [row])
+    except Exception as exc:  # the store itself is failing: the log and the summary still say it
+        log.error("the failure of playbook '%s' could not be audited: %s", playbook.id, describe_error(exc))
