@@ -13,11 +13,14 @@ _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # the addresses nearly everyone has. Anything else goes through the parser.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_ENCODED = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 _PLAIN = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+$")
 
 
 def email_problem(address: str) -> str | None:
     """Why `address` cannot receive email, or None."""
+    if _ENCODED.search(address or ""):  # valid atext, but mail clients decode it (RFC 2047 forbids it here)
+        return f"{shown(address)} holds an RFC 2047 encoded word"
     if _PLAIN.match(address or ""):
         return None
     if not _EMAIL_SHAPE.match(address or ""):

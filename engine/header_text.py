@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-"""C0 and C1 controls, DEL and the Unicode line and paragraph separators: never in a header value.
-(Every character `str.splitlines` breaks on is one of them.)"""
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates (which
+JSON can carry but no encoding can write): never in a header value. (Every character
+`str.splitlines` breaks on is one of them.)"""
 
 _NAMES = {0x00: "NUL", 0x09: "TAB", 0x0A: "LF", 0x0D: "CR", 0x7F: "DEL", 0x85: "NEL"}
 _NAMES |= {0x2028: "LINE SEPARATOR", 0x2029: "PARAGRAPH SEPARATOR"}
@@ -15,7 +16,7 @@ _NAMES |= {0x2028: "LINE SEPARATOR", 0x2029: "PARAGRAPH SEPARATOR"}
 
 def describe(char: str) -> str:
     """`U+000D (CR)`: a control character, named for an audit line."""
-    name = _NAMES.get(ord(char))
+    name = _NAMES.get(ord(char)) or ("LONE SURROGATE" if 0xD800 <= ord(char) <= 0xDFFF else None)
     return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
 
 

@@ -38,7 +38,10 @@ MAX_LINE = 78
 _HARD_LIMIT = 998  # RFC 5322: no line longer than this, ever
 
 # An encoded word as lenient mail clients find it: anywhere, even inside a word or quotes.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)\?=")
+# Lenient, as the clients it models: Python's own decoders accept spaces and tabs inside the text.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?]*?)\?=")
+_DECODE_ROUNDS = 8
+"""How deep encoded words may nest before a value is refused outright (no real name nests)."""
 # RFC 5322 atext: a display name made only of these (and single spaces) needs no quoting.
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _PRINTABLE_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII, single spaces, no edges
@@ -52,13 +55,15 @@ class HeaderError(RenderError):
 
 def client_decoded(value: str) -> str:
     """`value` as a lenient mail client may show it: every encoded-word-looking part decoded, and
-    what that produced decoded again (some clients do), a few rounds deep."""
-    for _ in range(4):
+    what that produced decoded again (some clients do), until nothing changes. A value still
+    changing after `_DECODE_ROUNDS` rounds comes back with a NUL appended, so every check on
+    the result refuses it."""
+    for _ in range(_DECODE_ROUNDS):
         decoded = _ENCODED_WORD.sub(_decode_word, value)
         if decoded == value:
-            break
+            return value
         value = decoded
-    return value
+    return value + "\x00"
 
 
 def _decode_word(match: re.Match[str]) -> str:
@@ -99,6 +104,8 @@ def check_address(field: str, address: str) -> str:
     """`address` if it can stand in a header (validity itself is `engine.addresses`' business)."""
     if not address or CONTROL.search(address) or any(c.isspace() for c in address):
         raise HeaderError(f"{field}: the address {shown(address)} is empty or has spaces or control characters")
+    if client_decoded(address) != address:  # RFC 2047 forbids encoded words in an address
+        raise HeaderError(f"{field}: the address {shown(address)} holds RFC 2047 encoding")
     return address
 
 

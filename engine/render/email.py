@@ -20,7 +20,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, s
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.problems import did_you_mean
-from engine.render.limits import DEFAULT_LIMITS, LimitExceeded, RenderLimits, bounded, collect
+from engine.render.limits import DEFAULT_LIMITS, LimitExceeded, RenderLimits, bounded, collect, current_limits
 from engine.render.sandbox import BoundedEnvironment, static_limit_problems
 from engine.render.text import html_to_text
 
@@ -159,9 +159,34 @@ def _render_email(
     if arm_subject is not None:  # the layout's <title> showed the template's own subject
         html_body = _replace_title(html_body, f"<title>{html.escape(line)}</title>")
     # Email clients drop <style> blocks: move the layout's CSS onto each element.
-    inlined = _INLINER.inline(html_body)
+    inlined = _inline_css(html_body)
     text = written.strip() + "\n" if written is not None else html_to_text(html_body)
     return RenderedEmail(line, inlined, text, locale, filename)
+
+
+INLINE_WORK = 20_000_000
+"""The most CSS inlining may do for one message: characters of `<style>` × tags. The inliner is
+native code that no deadline interrupts, and it copies each matching rule onto every element (a
+few thousand tags under a big stylesheet took seconds and a gigabyte), so its work is bounded
+before it starts. Real emails stay far below: ~3 KB of CSS × a few hundred tags."""
+_STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.I | re.S)
+
+
+def _inline_css(markup: str) -> str:
+    """`markup` with its `<style>` rules inlined, within `INLINE_WORK` and the output limit."""
+    css = sum(len(rules) for rules in _STYLE.findall(markup))
+    tags = markup.count("<")
+    if css * tags > INLINE_WORK:
+        raise LimitExceeded(
+            f"inlining {css:,} characters of CSS into {tags:,} tags is over the limit of {INLINE_WORK:,} (CSS × tags)"
+        )
+    inlined = _INLINER.inline(markup)
+    limit = current_limits().output
+    if len(inlined) > limit:
+        raise LimitExceeded(
+            f"the HTML with its CSS inlined is {len(inlined):,} characters, over the limit of {limit:,}"
+        )
+    return inlined
 
 
 def _replace_title(markup: str, title: str) -> str:

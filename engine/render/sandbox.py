@@ -36,7 +36,7 @@ from markupsafe import Markup
 
 from engine.render.limits import LimitExceeded, counted, current_limits
 
-_SEQUENCES = (str, list, tuple)
+_SEQUENCES = (str, bytes, list, tuple)
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 _MAX_JSON_INDENT = 16
 
@@ -128,7 +128,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             left, right = right, left
         if isinstance(left, _SEQUENCES) and isinstance(right, int):
             times = max(right, 0)
-            if isinstance(left, str):
+            if isinstance(left, str | bytes):
                 _over("'*'", len(left) * times)
             else:
                 _over("'*'", len(left) * times, "items")
@@ -141,7 +141,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             _bits("'**'", right if right > limits.int_bits else int(math.log2(abs(left)) * right) + 1, limits.int_bits)
     elif operator == "+":
         if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
-            _over("'+'", len(left) + len(right), "characters" if isinstance(left, str) else "items")
+            _over("'+'", len(left) + len(right), "characters" if isinstance(left, str | bytes) else "items")
     elif operator == "%" and isinstance(left, str):
         check_printf(left, right)
 
@@ -160,8 +160,11 @@ def _range(*args: int) -> range:
     return items
 
 
-def _replaced(what: str, s: str, old: Any, new: Any, count: Any) -> None:
-    old, new = str(old), str(new)
+def _replaced(what: str, s: str | bytes, old: Any, new: Any, count: Any) -> None:
+    if not isinstance(s, bytes):
+        old, new = str(old), str(new)
+    elif not isinstance(old, bytes | bytearray) or not isinstance(new, bytes | bytearray):
+        return  # bytes.replace() refuses other types itself
     found = s.count(old) if old else len(s) + 1
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
@@ -182,16 +185,25 @@ def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         if isinstance(arg, int) and arg > limit:  # a width, a tab size, to_bytes' length
             raise LimitExceeded(f"'{method.__name__}()' with {_n(arg)}, over the limit of {limit:,} characters")
     owner, name = method.__self__, method.__name__
-    if isinstance(owner, str):
+    if isinstance(owner, str | bytes):
         if name == "replace" and len(args) >= 2:
             _replaced("'replace()'", owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
-        elif name == "join" and args:
+        elif name == "translate" and args and isinstance(args[0], dict):
+            # Each character may become a string of any length: the longest bounds the result.
+            longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+            _over("'translate()'", len(owner) * max(longest, 1))
+        elif name == "join" and args and isinstance(owner, str):
             items = args[0] if isinstance(args[0], str) else list(args[0])  # a generator is read once
             _joined("'join()'", items, owner)
             return (items, *args[1:])
+        elif name == "join" and args and isinstance(owner, bytes):
+            parts = list(args[0])
+            _over("'join()'", sum(len(p) for p in parts if isinstance(p, bytes | bytearray)) + len(parts) * len(owner))
+            return (parts, *args[1:])
         elif name == "expandtabs":
             size = args[0] if args else kwargs.get("tabsize", 8)
-            _over("'expandtabs()'", len(owner) + owner.count("\t") * max(int(size), 0))
+            tabs = owner.count(b"\t") if isinstance(owner, bytes) else owner.count("\t")
+            _over("'expandtabs()'", len(owner) + tabs * max(int(size), 0))
     return args
 
 
