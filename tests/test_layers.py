@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("project", ["engine.project"]),
     # The stages that run against the store.
     ("stages", ["engine.plan", "engine.policy", "engine.dispatch", "engine.webhooks", "engine.experiments",
-                "engine.audit_report"]),
+                "engine.audit_report", "engine.ingest"]),
     # One tick and what replays or previews it.
     ("orchestration", ["engine.tick", "engine.simulate", "engine.preview"]),
     # Faces and tooling: the command line, the Prefect flows, the demo and the benchmarks.

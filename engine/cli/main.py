@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import authoring, demo, reports, run, serve
+from engine.cli import authoring, data, demo, reports, run, serve
 from engine.cli.bench import bench
 from engine.cli.experiments import experiments
 
@@ -18,6 +18,7 @@ app.command()(authoring.validate)
 app.command()(authoring.schema)
 app.command()(run.migrate)
 app.command("demo-data")(demo.demo_data)
+app.command("import")(data.import_data)
 app.command()(run.run)
 app.command()(authoring.simulate)
 app.command()(authoring.preview)

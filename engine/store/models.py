@@ -62,6 +62,8 @@ class Csm(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     team: Mapped[str] = mapped_column(String(100), default="default")
+    # The customer's own id (docs/data.md): what `touchflow import` matches rows on.
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
 
 
 class Account(Base):
@@ -83,6 +85,7 @@ class Account(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(10))
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
 
 
 class Contact(Base):
@@ -98,6 +101,7 @@ class Contact(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(10))
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
 
 
 class Event(Base):
@@ -116,6 +120,8 @@ class Event(Base):
     name: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(DateTime)
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The sender's id of the event: importing or posting it again never doubles it.
+    event_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
 
 
 class HealthHistory(Base):
