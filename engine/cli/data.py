@@ -69,8 +69,17 @@ class _RejectsFile:
 
 
 def import_data(
-    kind: Annotated[ImportKind, typer.Argument(parser=choice(ImportKind, "KIND"), help="What the files hold.")],
-    files: Annotated[list[Path], typer.Argument(help="CSV or JSON lines files, gzipped when named .gz.")],
+    kind: Annotated[
+        ImportKind,
+        typer.Argument(
+            parser=choice(ImportKind, "KIND"),
+            metavar="KIND",
+            help="What the files hold: " + ", ".join(k.value for k in ImportKind) + ".",
+        ),
+    ],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="CSV or JSON lines files, gzipped when named .gz.")
+    ],
     file_format: Annotated[
         FileFormat | None,
         typer.Option(

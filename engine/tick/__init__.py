@@ -13,7 +13,15 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from engine.dispatch import DispatchResult, DispatchSettings, EmailChannel, NullChannel, OutboxChannel
+from engine.dispatch import (
+    DispatchResult,
+    DispatchSettings,
+    EmailChannel,
+    NullChannel,
+    OutboxChannel,
+    claim,
+    deliver,
+)
 from engine.dispatch.reconcile import ReconcileResult
 from engine.dispatch.webhook import no_post, post_json
 from engine.project import Project
@@ -116,8 +124,6 @@ def claim_batch(
 ) -> list[int]:
     """Claim a batch of planned ledger rows (of `playbook_ids`, when given; higher `priorities`
     first); commits, so other dispatchers skip them. Pass the same `token` to `deliver_batch`."""
-    from engine.dispatch import claim
-
     with engine.begin() as conn:
         return claim(conn, limit, now, playbook_ids=playbook_ids, token=token, priorities=priorities)
 
@@ -135,8 +141,6 @@ def deliver_batch(
 ) -> DispatchResult:
     """Deliver claimed rows, committing each outcome as soon as it is known. With the claim's
     `token`, rows requeued and claimed elsewhere meanwhile are left alone."""
-    from engine.dispatch import deliver
-
     tick = Tick(LiveStore(engine), project, now, run_id, [], channel, settings, post)
     with tick.store.session() as (conn, commit):
         return deliver(conn, ids, tick.dispatch(), now=now, run_id=run_id, commit=commit, token=token)
