@@ -27,6 +27,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from engine.compile.sql_functions import JSON_TYPES
+
 Kind = Literal["text", "number", "boolean"]
 
 
@@ -57,13 +59,13 @@ class _MemberText(_JsonMember):
 class _MemberNumber(_JsonMember):
     type = Float()
     inherit_cache = True
-    pg_type, pg_cast, sqlite_types = "number", "FLOAT", ("integer", "real")
+    pg_type, pg_cast, sqlite_types = JSON_TYPES["number"]
 
 
 class _MemberBoolean(_JsonMember):
     type = Boolean()
     inherit_cache = True
-    pg_type, pg_cast, sqlite_types = "boolean", "BOOLEAN", ("true", "false")
+    pg_type, pg_cast, sqlite_types = JSON_TYPES["boolean"]
 
 
 _KINDS: dict[Kind, type[_JsonMember]] = {"text": _MemberText, "number": _MemberNumber, "boolean": _MemberBoolean}

@@ -20,6 +20,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 
+JSON_TYPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "number": ("number", "FLOAT", ("integer", "real")),
+    "boolean": ("boolean", "BOOLEAN", ("true", "false")),
+}
+"""A typed JSON read's accepted values: PostgreSQL's `jsonb_typeof`, the SQL cast, SQLite's
+`json_type` names. Shared with `json_keys.py`, which reads keys a JSON path cannot name."""
+
 
 class _JsonTyped(FunctionElement[Any]):
     """A JSON value read as one SQL type, or NULL when the JSON value is of another type.
@@ -43,7 +50,7 @@ class json_number(_JsonTyped):
 
     type = Float()
     inherit_cache = True
-    pg_type, pg_cast, sqlite_types = "number", "FLOAT", ("integer", "real")
+    pg_type, pg_cast, sqlite_types = JSON_TYPES["number"]
 
 
 class json_boolean(_JsonTyped):
@@ -51,7 +58,7 @@ class json_boolean(_JsonTyped):
 
     type = Boolean()
     inherit_cache = True
-    pg_type, pg_cast, sqlite_types = "boolean", "BOOLEAN", ("true", "false")
+    pg_type, pg_cast, sqlite_types = JSON_TYPES["boolean"]
 
 
 @compiles(_JsonTyped, "postgresql")
