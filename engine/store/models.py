@@ -122,6 +122,8 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The sender's id of the event: importing or posting it again never doubles it.
     event_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
+    # The ingestion API's write key that posted it (None: imported from a file, or generated).
+    write_key_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class HealthHistory(Base):
@@ -338,6 +340,44 @@ class AuditEntry(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class WriteKey(Base):
+    """A key the ingestion API accepts (as the HTTP Basic user name); only its hash is kept."""
+
+    __tablename__ = "write_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(12))  # shown in listings, to tell keys apart
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class DataSource(Base):
+    """When a source of customer data (a table, or one event name as `event:NAME`) last
+    received data: what the freshness guardrail and `touchflow status` read."""
+
+    __tablename__ = "data_sources"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_data_at: Mapped[datetime | None] = mapped_column(DateTime)  # the data's own time
+    last_arrived_at: Mapped[datetime | None] = mapped_column(DateTime)  # when it was written
+    arrivals: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class PlaybookHold(Base):
+    """A playbook stopped by its circuit breaker, until `touchflow resume` lets it run again."""
+
+    __tablename__ = "playbook_holds"
+
+    playbook_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    tripped_at: Mapped[datetime] = mapped_column(DateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resumed_by: Mapped[str | None] = mapped_column(String(200))
+
+
 # Core Table handles for set-based statements (the ORM classes above define them).
 accounts = cast(Table, Account.__table__)
 contacts = cast(Table, Contact.__table__)
@@ -354,3 +394,6 @@ tasks = cast(Table, Task.__table__)
 locks = cast(Table, Lock.__table__)
 rate_limits = cast(Table, RateLimit.__table__)
 audit_log = cast(Table, AuditEntry.__table__)
+write_keys = cast(Table, WriteKey.__table__)
+data_sources = cast(Table, DataSource.__table__)
+playbook_holds = cast(Table, PlaybookHold.__table__)
