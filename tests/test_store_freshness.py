@@ -19,7 +19,9 @@ def test_arrivals_accumulate_and_data_time_never_moves_back(db: Engine) -> None:
             datetime(2026, 1, 5),
         )
     with db.begin() as conn:  # a backfill of older events, and an empty write
-        record_arrivals(conn, {login: Arrival(2, datetime(2025, 1, 2)), "contacts": Arrival(0, None)}, datetime(2026, 1, 6))
+        record_arrivals(
+            conn, {login: Arrival(2, datetime(2025, 1, 2)), "contacts": Arrival(0, None)}, datetime(2026, 1, 6)
+        )
     with db.connect() as conn:
         rows = {row.source: row for row in conn.execute(select(data_sources))}
     assert set(rows) == {login, "accounts"}
