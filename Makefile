@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/touchflow validate
 	$(BIN)/touchflow demo-data --accounts $(DEMO_ACCOUNTS) --seed 7 --now $(DEMO_NOW)
+	@echo "Your own data takes this path: new events from a CSV file, keyed by your ids (docs/data.md):"
+	$(BIN)/touchflow import events demo/sample-events.csv
 	$(BIN)/touchflow run --now $(DEMO_NOW)
 	@echo "Run it again — nothing is sent twice:"
 	$(BIN)/touchflow run --now $(DEMO_NOW)

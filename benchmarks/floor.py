@@ -92,7 +92,12 @@ FLOOR: dict[str, str] = {
           AND {text(e.properties, role)} IN ('champion', 'exec_sponsor')""",
     "review-request": """
         SELECT a.id FROM accounts a
-        WHERE a.status = 'active' AND {num(a.traits, health_score)} > 85
+        WHERE a.status = 'active'
+          AND a.id IN (SELECT h.account_id FROM health_history h
+                       JOIN (SELECT account_id, max(computed_on) AS day FROM health_history
+                             WHERE computed_on <= :today GROUP BY account_id) l
+                         ON l.account_id = h.account_id AND l.day = h.computed_on
+                       WHERE h.score > 85)
           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id AND e.name = 'support_ticket_opened'
                           AND e.occurred_at > :d30 AND e.occurred_at <= :now)
           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id AND e.name = 'review_submitted'

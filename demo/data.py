@@ -1,9 +1,10 @@
 """A deterministic, realistic synthetic store for demos, tests and benchmarks.
 
 `generate` wipes the customer and engine tables and fills a B2B SaaS customer base: CSMs,
-accounts across three touch tiers, their contacts, and six months of product, support, NPS and
-billing events. Some accounts are given patterns the example playbooks look for — gone quiet,
-a support spike, a recent NPS detractor — and renewals are spread over the coming year.
+accounts across three touch tiers, their contacts, and a year of product, support, NPS and
+billing events in which some accounts churn (`status` churned, `churned_on`; their activity fades
+before), and the closed CSM tasks of that year. Some accounts are given patterns the example
+playbooks look for — gone quiet, a support spike, a recent NPS detractor — and renewals are spread over the coming year.
 
 Everything derives from `seed` and `now` (never the clock or the global random), so the same
 arguments give the same rows on every dialect. Accounts are generated and loaded in chunks,
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text
+from sqlalchemy import Connection, Engine, String, cast, delete, insert, literal, select, text, update
 
 from demo import events as history
-from demo.plan import ADVOCATE, DAY, EXPANSION, NORMAL, PATTERN_CUM, QUIET, AccountPlan
+from demo.plan import ADVOCATE, BASE_CHURN_ODDS, CHURN_ODDS, DAY, EXPANSION, NORMAL, PATTERN_CUM, QUIET, AccountPlan
 from demo.vocabulary import (
     COMPANY_ENDINGS,
     COMPANY_KINDS,
@@ -77,6 +78,7 @@ _ACCOUNT_COLUMNS = (
     "timezone",
     "locale",
     "traits",
+    "churned_on",
 )
 _CONTACT_COLUMNS = ("id", "account_id", "email", "name", "role", "timezone", "locale", "traits")
 _EVENT_COLUMNS = ("id", "account_id", "contact_id", "name", "occurred_at", "properties")
@@ -130,6 +132,8 @@ class _Rngs:
         self.accounts = random.Random(f"{seed}/accounts")
         self.contacts = random.Random(f"{seed}/contacts")
         self.events = random.Random(f"{seed}/events")
+        self.tasks = random.Random(f"{seed}/tasks")
+        self.churn = random.Random(f"{seed}/churn")
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -140,8 +144,8 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
 
     Deletes every row of the customer tables (events, contacts, accounts, csms, health_history)
     and of the engine tables (enrollments, condition_state, ledger, tasks, audit_log), then
-    loads CSMs, accounts, contacts and the 180 days of events before `now`, in one transaction
-    (health_history is left empty). `now` is a naive UTC datetime; the same `seed` and `now`
+    loads CSMs, accounts, contacts, the year of events before `now` and the year's closed tasks,
+    in one transaction (health_history is left empty). `now` is a naive UTC datetime; the same `seed` and `now`
     always give the same rows, on any dialect. Statistics are refreshed with ANALYZE afterwards
     so the planner sees the new volumes.
     """
@@ -160,7 +164,7 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
         with deferred_indexes(conn, models.events):
             for first in range(1, accounts + 1, _CHUNK):
                 ids = range(first, min(first + _CHUNK, accounts + 1))
-                plans = _plan_accounts(rngs.accounts, ids, teams, now.date(), n_contacts + 1)
+                plans = _plan_accounts(rngs.accounts, rngs.churn, ids, teams, now.date(), n_contacts + 1)
                 account_rows = (plan.row() for plan in plans)
                 contact_rows = _contact_rows(rngs.contacts, plans)
                 event_rows = history.event_rows(rngs.events, plans, now, n_events + 1)
@@ -168,12 +172,21 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
                 n_contacts += bulk_insert(conn, models.contacts, _CONTACT_COLUMNS, contact_rows)
                 n_events += bulk_insert(conn, models.events, _EVENT_COLUMNS, event_rows)
         _suppress_some(conn, now)
+        _name_rows(conn)
+        _past_tasks(conn, rngs.tasks, now)
     with engine.begin() as conn:
         # Table by table: a bare ANALYZE on PostgreSQL would visit every schema of the database.
         preparer = conn.dialect.identifier_preparer
         for table in _TABLES_TO_CLEAR:
             conn.execute(text(f"ANALYZE {preparer.format_table(table)}"))
     return DemoSummary(csms=n_csms, accounts=n_accounts, contacts=n_contacts, events=n_events)
+
+
+def _name_rows(conn: Connection) -> None:
+    """The customer's own ids a CRM would hold (`csm-N`, `acct-N`, `contact-N`): what
+    `touchflow import` and `demo-data --export` key rows on."""
+    for table, prefix in ((models.csms, "csm-"), (models.accounts, "acct-"), (models.contacts, "contact-")):
+        conn.execute(update(table).values(external_id=literal(prefix).concat(cast(table.c.id, String))))
 
 
 def _suppress_some(conn: Connection, now: datetime) -> None:
@@ -188,6 +201,55 @@ def _suppress_some(conn: Connection, now: datetime) -> None:
         ]
         if rows:
             conn.execute(insert(models.suppressions), rows)
+
+
+# Tasks CSMs worked over the past year, all closed (so the demo tick's capacity and dedupe see
+# none open): what `touchflow portfolio` reports as opened and closed by reason.
+_PAST_TASKS = (
+    ("support-spike", "alert-csm", "Support spike at {}: 5+ tickets in 7 days"),
+    ("usage-drop", "alert-csm", "Usage down 25 %+ at {}"),
+    ("nps-detractor", "call", "NPS detractor at {}: call within a day"),
+    ("renewal-90d", "call", "Call {} about the renewal"),
+    ("champion-left", "replace-champion", "{} lost its champion or sponsor"),
+)
+_OUTCOMES = ("resolved", "resolved", "resolved", "no_action", "escalated")
+_TASK_COLUMNS = (
+    "send_key",
+    "playbook_id",
+    "step_id",
+    "account_id",
+    "csm_id",
+    "title",
+    "body",
+    "priority",
+    "status",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "outcome",
+    "closed_by",
+)
+
+
+def _past_tasks(conn: Connection, rng: random.Random, now: datetime) -> None:
+    """About one closed task per three CSM-owned accounts, opened over the past year."""
+    owned = select(models.accounts.c.id, models.accounts.c.name, models.accounts.c.csm_id, models.csms.c.email)
+    owned = owned.join_from(models.accounts, models.csms, models.csms.c.id == models.accounts.c.csm_id)
+    rows: list[Row] = []
+    for account_id, name, csm_id, email in conn.execute(owned.order_by(models.accounts.c.id)):
+        if rng.random() >= 0.33:
+            continue
+        playbook, step, title = _PAST_TASKS[int(rng.random() * len(_PAST_TASKS))]
+        opened = now - timedelta(seconds=20 * DAY + int(rng.random() * 320 * DAY))
+        closed = opened + timedelta(seconds=3600 + int(rng.random() * 14 * DAY))
+        outcome = _OUTCOMES[int(rng.random() * len(_OUTCOMES))]
+        key = f"demo-task-{account_id}"
+        rows.append(
+            (key, playbook, step, account_id, csm_id, title.format(name), "", "normal", "done",
+             opened + timedelta(days=2), opened, closed, closed, outcome, email)
+        )  # fmt: skip
+    bulk_insert(conn, models.tasks, _TASK_COLUMNS, iter(rows))
 
 
 # --- csms ---------------------------------------------------------------------------------------
@@ -209,19 +271,19 @@ def _csm_rows(rng: random.Random, teams: _CsmTeams) -> Iterator[Row]:
 
 
 def _plan_accounts(
-    rng: random.Random, ids: range, teams: _CsmTeams, today: date, first_contact_id: int
+    rng: random.Random, churn: random.Random, ids: range, teams: _CsmTeams, today: date, first_contact_id: int
 ) -> list[AccountPlan]:
     plans = []
     next_contact = first_contact_id
     for account_id in ids:
-        plan = _plan_account(rng, account_id, teams, today, next_contact)
+        plan = _plan_account(rng, churn, account_id, teams, today, next_contact)
         next_contact += plan.contact_count
         plans.append(plan)
     return plans
 
 
 def _plan_account(
-    rng: random.Random, account_id: int, teams: _CsmTeams, today: date, first_contact_id: int
+    rng: random.Random, churn: random.Random, account_id: int, teams: _CsmTeams, today: date, first_contact_id: int
 ) -> AccountPlan:
     draw = rng.random
     tier, plan_name, arr, price = _draw_commercials(rng)
@@ -239,6 +301,18 @@ def _plan_account(
     seats = max(3, round(arr / price))
     if pattern == EXPANSION:  # every seat in use: all contacts active, one seat each
         seats = contact_count
+    stage = _lifecycle_stage(rng, today, start, renewal)
+    csm_id = _draw_csm(rng, tier, teams)
+    draw()  # once a 2 % churn draw: kept, so the accounts stream (and every seed's store) stays put
+    # Churn over the past year, from its own stream: the account left at a renewal it did not
+    # sign, so its contract ended that day and its history stops there (demo/events.py fades
+    # its activity before it).
+    churned_on = None
+    if churn.random() < CHURN_ODDS.get(pattern, BASE_CHURN_ODDS):
+        churned_on = today - timedelta(days=1 + int(churn.random() * 330))
+        renewal = churned_on
+        start = renewal - timedelta(days=365 * churn.randint(1, 2))
+        stage = "churned"
     return AccountPlan(
         id=account_id,
         name=name,
@@ -247,11 +321,11 @@ def _plan_account(
         plan=plan_name,
         arr=arr,
         seats_purchased=seats,
-        lifecycle_stage=_lifecycle_stage(rng, today, start, renewal),
+        lifecycle_stage=stage,
         contract_start=start,
         renewal_date=renewal,
-        csm_id=_draw_csm(rng, tier, teams),
-        status="churned" if draw() < 0.02 else "active",
+        csm_id=csm_id,
+        status="churned" if churned_on else "active",
         timezone=timezone,
         locale=locale,
         traits={
@@ -264,6 +338,7 @@ def _plan_account(
         quiet_for=rng.randint(61 * DAY, 150 * DAY) if pattern == QUIET else 0,
         first_contact_id=first_contact_id,
         contact_count=contact_count,
+        churned_on=churned_on,
     )
 
 

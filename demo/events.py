@@ -1,5 +1,6 @@
-"""A demo account's six months of history: product activity of each contact, the events that
-make its pattern visible to an example playbook, and billing.
+"""A demo account's year of history: product activity of each contact (six detailed months, a
+lighter half-year before them), the events that make its pattern visible to an example playbook,
+billing, and for an account that churned, activity fading out before its churn day.
 
 The hot loop of the demo store (~10 rows per contact): it works on tuples and shared,
 precomputed property dicts. Draws come from the one `random.Random` stream given, in a fixed
@@ -31,6 +32,12 @@ from demo.plan import (
 from engine.store.bulk import Row
 
 _HISTORY_SECONDS = 180 * DAY
+# Before the six detailed months, a lighter half-year: a year of history in all, so a health
+# model can be backtested over it. Churned accounts' histories end on their churn day.
+_YEAR_SECONDS = 365 * DAY
+_FADE_SECONDS = 90 * DAY
+"""Before churning, an account's product activity fades out over this long."""
+_PRODUCT = frozenset({"login", "page_view", "feature_used"})
 
 _FEATURES = (
     "dashboards",
@@ -66,6 +73,8 @@ def event_rows(rng: random.Random, plans: Sequence[AccountPlan], now: datetime, 
     next_id = first_id
     for plan in plans:
         raw = _account_events(rng, plan, now.date())
+        if not raw:  # a churned account whose whole history is older than a year
+            continue
         # Assembled a column at a time with zip/map: this is the innermost loop of the whole
         # generation (~3M rows per 100k accounts), and C-level iteration halves its cost.
         seconds_ago, contact_ids, names, properties = zip(*raw, strict=True)
@@ -85,13 +94,19 @@ def _account_events(rng: random.Random, plan: AccountPlan, today: date) -> list[
     # A gone-quiet account's users did nothing after the cutoff; billing carries on. Nobody
     # did anything before the contract started.
     earliest = plan.quiet_for if plan.pattern == QUIET else 0
-    since_start = max(DAY, (today - plan.contract_start).days * DAY)
+    # A churned account's history is drawn as of its churn day, then moved back to it.
+    end = plan.churned_on or today
+    since_start = max(DAY, (end - plan.contract_start).days * DAY)
     span = min(_HISTORY_SECONDS, since_start) - earliest
+    older = min(_YEAR_SECONDS, since_start) - _HISTORY_SECONDS
     out: list[_RawEvent] = []
     new_user = first_contact + plan.contact_count - 1 if plan.pattern == NEW_USER and plan.contact_count > 1 else None
     for contact_id in range(first_contact, first_contact + plan.contact_count):
         if contact_id != new_user:
             out.extend(_contact_activity(rng, contact_id, earliest, span))
+            if older > 0:
+                picks = rng.choices(_ACTIVITY, cum_weights=_ACTIVITY_CUM, k=1 + int(draw() * 2))
+                out.extend((_HISTORY_SECONDS + int(draw() * older), contact_id, n, p) for n, p in picks)
     if plan.pattern == ADVOCATE:
         out = [e for e in out if not (e[2] == "support_ticket_opened" and e[0] < 30 * DAY)]
     if since_start < 45 * DAY and draw() < 0.5:
@@ -108,6 +123,25 @@ def _account_events(rng: random.Random, plan: AccountPlan, today: date) -> list[
     else:
         out.append((int(draw() * 14 * DAY), first_contact, "login", _EMPTY))
     out.extend(_invoices(rng, plan.arr))
+    if plan.churned_on is not None:
+        churned_ago = (today - plan.churned_on).days * DAY
+        out = _faded(rng, out, churned_ago)
+        # The admin's last login before the fade: every account has logged in at some point.
+        out.append((churned_ago + _FADE_SECONDS + int(draw() * 30 * DAY), first_contact, "login", _EMPTY))
+    return out
+
+
+def _faded(rng: random.Random, history: list[_RawEvent], churned_ago: int) -> list[_RawEvent]:
+    """A churned account's history, moved back to end on its churn day: product activity thins
+    out over the months before (the later, the rarer), what is older than a year is dropped."""
+    draw = rng.random
+    out: list[_RawEvent] = []
+    for seconds_ago, contact_id, name, props in history:
+        if name in _PRODUCT and seconds_ago < _FADE_SECONDS and draw() * _FADE_SECONDS > seconds_ago:
+            continue
+        moved = seconds_ago + churned_ago
+        if moved <= _YEAR_SECONDS:
+            out.append((moved, contact_id, name, props))
     return out
 
 

@@ -31,6 +31,22 @@ PATTERN_CUM = (
 )
 
 
+# Yearly odds of churning per pattern: the accounts a health model should flag (gone quiet,
+# usage dropping, detractors, support-heavy, champion gone, unpaid) churn far more often than
+# advocates and expanding ones, so a backtest has a signal to find — and noise, as real churn has.
+CHURN_ODDS = {
+    QUIET: 0.35,
+    USAGE_DROP: 0.30,
+    DETRACTOR: 0.15,
+    TICKET_HEAVY: 0.20,
+    CHAMPION_LEFT: 0.30,
+    OVERDUE: 0.25,
+    ADVOCATE: 0.02,
+    EXPANSION: 0.02,
+}
+BASE_CHURN_ODDS = 0.06
+
+
 @dataclass(slots=True)
 class AccountPlan:
     """One account's row plus what its contacts and events are generated from."""
@@ -55,6 +71,8 @@ class AccountPlan:
     quiet_for: int
     first_contact_id: int
     contact_count: int
+    # The day an account that churned left (its contract not renewed); None while it is a customer.
+    churned_on: date | None = None
 
     def row(self) -> Row:
         """The account's row, in the column order demo.data loads."""
@@ -73,4 +91,5 @@ class AccountPlan:
             self.timezone,
             self.locale,
             self.traits,
+            self.churned_on,
         )

@@ -31,6 +31,10 @@ class Decision(StrEnum):
     DEFERRED = "deferred"
     RECONCILED = "reconciled"
     SUPPRESSED = "suppressed"
+    PAUSED = "paused"  # a guardrail stopped the playbook this tick (engine/guard/)
+    RESUMED = "resumed"  # `touchflow resume` released a held playbook
+    TASK_CLOSED = "task_closed"  # `touchflow tasks close ID --outcome …`
+    TEST_SEND = "test_send"  # a console user sent a variant to their own address: no ledger row
 
 
 class Reason(StrEnum):
@@ -93,6 +97,12 @@ class Reason(StrEnum):
     UNREADABLE_ROW = "unreadable_row"  # a customer row the engine cannot read (not UTF-8, not JSON…)
     PLAYBOOK_FAILED = "playbook_failed"  # the playbook's evaluation or advancing failed; the tick went on
     ALREADY_SENT_IN_ENROLLMENT = "already_sent_in_enrollment"  # the recipient has this email from another step
+    PAUSED_STALE_DATA = "paused_stale_data"  # a source the playbook reads is older than its freshness limit
+    CIRCUIT_OPEN = "circuit_open"  # the tick would enroll more than the playbook's limits: held, nobody enrolled
+    RESUMED_BY_OPERATOR = "resumed_by_operator"  # `touchflow resume PLAYBOOK --as WHO`
+    CLOSED_BY_CSM = "closed_by_csm"  # a CSM task closed with its outcome (`touchflow tasks close`)
+    TEST_SEND = "test_send"  # the console's test send: never counted in caps or experiments
+    AWAITING_APPROVAL = "awaiting_approval"  # `approvals: required` and this content is not approved as it is
 
 
 def audit_row(

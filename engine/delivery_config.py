@@ -16,6 +16,9 @@ sendgrid:
 smtp: {host: smtp.example.com, port: 587, starttls: true, username_env: SMTP_USER, password_env: SMTP_PASSWORD}
 reconcile_after: 15m              # a message still `sending` this long is reconciled
 policy: {caps: {contact: {day: 1}}, quiet_hours: {start: "20:00", end: "08:00"}}  # engine/spec/policy.py
+freshness: {login: 48h, accounts: 7d}  # pause playbooks reading a source older than this (engine/guard/)
+approvals: required                # email goes out only once its content is approved (engine/approvals/)
+archive: {retention: 90d}         # keep each message as sent this long (engine/archive.py)
 ```
 
 The environment overrides: TOUCHFLOW_CHANNEL, TOUCHFLOW_SENDGRID_HOST, TOUCHFLOW_SENDGRID_SANDBOX.
@@ -35,6 +38,7 @@ from engine.load.yaml_nodes import parse_yaml
 from engine.problems import Problem, ProblemsFound
 from engine.spec.base import Duration, SpecModel
 from engine.spec.policy import Policy
+from engine.spec.traits import TraitTypes
 
 
 class Sender(SpecModel):
@@ -88,6 +92,13 @@ class SmtpSettings(SpecModel):
     """Tries per message within one dispatch, for 4xx answers and refused connections."""
 
 
+class ArchiveSettings(SpecModel):
+    """The messages kept as sent."""
+
+    retention: Duration = Field(default=timedelta(days=90), json_schema_extra={"default": "90d"})
+    """How long a message is kept after it was sent; older ones are pruned."""
+
+
 class DeliverySettings(SpecModel):
     """How email leaves."""
 
@@ -103,6 +114,16 @@ class DeliverySettings(SpecModel):
     """A message left `sending` (a crash, a timeout) this long is reconciled from provider events."""
     policy: Policy = Policy()
     """Caps, quiet hours, business days, the global send rate and CSM workload (engine/spec/policy.py)."""
+    traits: TraitTypes = TraitTypes()
+    """Declared trait types, `{account: {trial_ends_on: date}}`: playbooks read those traits as that type."""
+    freshness: dict[str, Duration] = Field(default_factory=dict)
+    """The oldest each source's newest data may be before the playbooks reading it pause: an event
+    name (`login: 48h`) or a table (`accounts: 7d`). See engine/guard/."""
+    approvals: Literal["required", "off"] = "off"
+    """`required`: an email goes out only while a person's approval matches exactly what it sends
+    (templates, layout, the arm's overrides; per locale). See engine/approvals/."""
+    archive: ArchiveSettings = ArchiveSettings()
+    """How long each message is kept exactly as it was sent (engine/archive.py)."""
 
 
 class SettingsError(ValueError):

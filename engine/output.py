@@ -1,12 +1,14 @@
-"""Machine-readable output shared by the reports (`touchflow audit`, `touchflow experiments`):
-JSON lines and CSV, streamed a row at a time."""
+"""Output shared by the reports (`touchflow audit`, `touchflow experiments`, `touchflow run`): JSON
+lines and CSV, streamed a row at a time, and the `Layout` of a report's rows for people (which
+columns name a row, which are numbers, which is a long text), rendered by `engine/cli/layout.py`."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,3 +29,19 @@ def as_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> Iterator[st
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the rows of one report are laid out.
+
+    `columns` in order; `heading` the columns whose values open a block (ids, the decision);
+    `numeric` the columns right-aligned in a table; `detail` a free-text column shown on its own
+    line in a block; `labels` a column's name when shown beside its value (default: the name; the
+    detail is shown bare unless it has a label here)."""
+
+    columns: Sequence[str]
+    heading: Sequence[str]
+    numeric: frozenset[str] = frozenset()
+    detail: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)

@@ -5,20 +5,24 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One error in a user's file. `line` and `col` are 1-based."""
+    """One error (or warning) in a user's file. `line` and `col` are 1-based."""
 
     path: str
     line: int
     col: int
     message: str
+    severity: Literal["error", "warning"] = "error"
+    """A warning points at something that may be right (an event name the store has not seen
+    yet): it is printed, but never fails `validate`."""
 
     def format(self) -> str:
-        """The compiler-style line `path:line:col: error: message`."""
-        return f"{self.path}:{self.line}:{self.col}: error: {self.message}"
+        """The compiler-style line `path:line:col: error: message` (or `warning:`)."""
+        return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
 
 
 class ProblemsFound(Exception):

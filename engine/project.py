@@ -8,6 +8,7 @@ from functools import cached_property
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.config import Settings
 from engine.delivery_config import DeliverySettings, load_delivery
+from engine.guard.sources import freshness_problems
 from engine.plan.versions import VersionStore
 from engine.problems import ProblemsFound
 from engine.render import EmailRenderer
@@ -46,11 +47,16 @@ class Project:
 
 def load_project(settings: Settings) -> Project:
     """Validate and compile every playbook. Raises ProblemsFound: a tick never runs half-valid."""
-    report = validate_paths([settings.playbooks_dir], settings.templates_dir, settings.project_dir)
-    if report.problems:
-        raise ProblemsFound(report.problems)
-    compiled = tuple(compile_playbook(p) for p in report.playbooks)
-    known = VersionStore({(p.id, p.version): p for p in compiled})
-    renderer = EmailRenderer(settings.templates_dir)
+    # Settings first: the playbooks are checked and compiled against the traits they declare.
     delivery = load_delivery(settings.project_dir)
+    traits = delivery.traits
+    report = validate_paths([settings.playbooks_dir], settings.templates_dir, settings.project_dir, traits)
+    if report.errors:  # warnings (a template falling back to English) do not stop a run
+        raise ProblemsFound(report.errors)
+    compiled = tuple(compile_playbook(p, traits) for p in report.playbooks)
+    yaml_path = settings.project_dir / "touchflow.yaml"
+    if unknown_sources := freshness_problems(yaml_path, delivery.freshness, (p.spec for p in compiled)):
+        raise ProblemsFound(unknown_sources)
+    known = VersionStore({(p.id, p.version): p for p in compiled}, traits)
+    renderer = EmailRenderer(settings.templates_dir)
     return Project(settings=settings, playbooks=compiled, renderer=renderer, versions=known, delivery=delivery)

@@ -3,16 +3,23 @@
 Thin by design: every decision, and the order of the stages, lives in `engine`; this module only
 turns each stage into a task. One task per playbook and one per dispatch batch (hundreds of
 messages) — never one per customer: a task run costs ~50 ms of Prefect bookkeeping.
+
+Deployed (`prefect.yaml`), a run judges the world as of its *scheduled* start time, so a run that
+starts at 13:59:59.8 for 14:00 sees deferrals due at 14:00. Each stage logs its counts and timing
+through the run logger, each live tick leaves a markdown summary (artifact `tick-summary`), and
+with `fail_on_error` a playbook's failure fails the run once the others have run.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
@@ -25,8 +32,39 @@ from engine.dispatch.factory import make_channel
 from engine.dispatch.webhook import no_post
 from engine.project import Project, load_project
 from engine.store.db import connect
+from flows import report
 
 _RUNTIME: dict[str, tuple[Engine, Project]] = {}
+SECRET_SETTINGS = ("TOUCHFLOW_DATABASE_URL", "TOUCHFLOW_UNSUBSCRIBE_SECRET", "TOUCHFLOW_SENDGRID_WEBHOOK_KEY")
+"""Settings a deployment may give as the name of a Prefect Secret block (`<NAME>_BLOCK`), so the
+secret never sits in the deployment's job variables."""
+
+
+class SecretBlockMissing(RuntimeError):
+    """A `<NAME>_BLOCK` variable names a Secret block that does not exist."""
+
+
+def secrets_from_blocks() -> list[str]:
+    """Fill each setting of SECRET_SETTINGS that is unset from the Secret block its `<NAME>_BLOCK`
+    variable names (the environment wins, as for the SendGrid key); returns the settings filled."""
+    filled = []
+    for name in SECRET_SETTINGS:
+        block = os.environ.get(f"{name}_BLOCK")
+        if not block or os.environ.get(name):
+            continue
+        from prefect.blocks.system import Secret
+
+        try:
+            # `_sync=True` is async_dispatch's switch: the plain call, never a coroutine.
+            loaded: Any = cast(Any, Secret.load)(block, _sync=True)
+            os.environ[name] = str(loaded.get())
+        except ValueError:
+            raise SecretBlockMissing(
+                f"{name}_BLOCK names the Secret block '{block}', which does not exist on this Prefect server:"
+                f" create it, or set {name} in the worker's environment"
+            ) from None
+        filled.append(name)
+    return filled
 
 
 def _runtime(refresh: bool = False) -> tuple[Engine, Project]:
@@ -49,8 +87,12 @@ def start_live_tick(now: datetime, force: bool) -> None:
 
 @task(cache_policy=NONE)
 def run_stage(stage: api.Stage, args: tuple[Any, ...]) -> Any:
-    """One stage of `engine.tick.TICK_STAGES`, as a Prefect task named after it."""
-    return stage.run(*args)
+    """One stage of `engine.tick.TICK_STAGES`, as a Prefect task named after it; logs what it did
+    (counts per playbook, deferrals and skips) and how long it took to the run's log."""
+    started = time.monotonic()
+    result = stage.run(*args)
+    get_run_logger().info("%s", report.describe_result(stage.name, result, time.monotonic() - started))
+    return result
 
 
 def as_task(stage: api.Stage, *args: Any) -> Any:
@@ -62,34 +104,64 @@ def as_task(stage: api.Stage, *args: Any) -> Any:
     return task_run(*quoted)
 
 
+class PlaybooksFailed(RuntimeError):
+    """Raised at the end of a tick run with `fail_on_error` when playbooks failed (the others ran)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        failed = [f"'{r['playbook']}' ({r['error']})" for r in rows if r.get("error")]
+        super().__init__(f"{len(failed)} playbook(s) failed: " + "; ".join(failed))
+
+
+def scheduled_moment() -> datetime:
+    """The moment this flow run stands for, naive UTC: its scheduled start time (a deployment's
+    14:00 run is the tick of 14:00, whenever its worker picks it up), else the clock."""
+    scheduled = flow_run.scheduled_start_time
+    moment = scheduled if isinstance(scheduled, datetime) else datetime.now(UTC)
+    return datetime.fromtimestamp(moment.timestamp(), UTC).replace(tzinfo=None)
+
+
 @flow(name="touchflow-tick")
 def tick(
-    now: datetime | None = None, dry_run: bool = False, playbook: str | None = None, force: bool = False
+    now: datetime | None = None,
+    dry_run: bool = False,
+    playbook: str | None = None,
+    force: bool = False,
+    fail_on_error: bool = False,
 ) -> list[dict[str, Any]]:
-    """One tick at `now` (default: the current time, UTC) over every active playbook. A live tick
-    earlier than the store's last one raises TimeWentBackwards unless `force`; a dry run may look
-    at any moment. Each row's `error` names a playbook that failed while the others ran."""
-    at = now or datetime.now(UTC)
+    """One tick at `now` (default: the run's scheduled start time, UTC) over every active
+    playbook. A live tick earlier than the store's last one raises TimeWentBackwards unless
+    `force`; a dry run may look at any moment. Each row's `error` names a playbook that failed
+    while the others ran; with `fail_on_error` (deployments) the run then raises PlaybooksFailed
+    so Prefect marks it failed. A failing dispatch batch raises (its claim released first)."""
+    at = now or scheduled_moment()
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)
+    logger = get_run_logger()
+    for name in secrets_from_blocks():
+        logger.info("%s from its Secret block", name)
     engine, project = _runtime(refresh=True)
     ids = [p.id for p in project.active(playbook)]
+    logger.info("tick at %s UTC over %d playbooks, channel %s", at.isoformat(), len(ids), project.delivery.channel)
     run_id = str(flow_run.get_id() or uuid.uuid4())
     if dry_run:
         with api.dry_store(engine) as store:
             dry = api.Tick(store, project, at, run_id, ids, NullChannel(), post=no_post)
-            return _reported([s.as_dict() for s in api.run_tick(dry, call=as_task).values()])
+            dry_rows = [s.as_dict() for s in api.run_tick(dry, call=as_task).values()]
+            report.log_failures(logger, dry_rows)
+            return dry_rows
     start_live_tick(at, force)
     configured = make_channel(project.delivery, project.settings.outbox_dir)
     live = api.Tick(api.LiveStore(engine), project, at, run_id, ids, configured.channel, configured.settings)
-    rows = _reported([s.as_dict() for s in api.run_tick(live, call=as_task).values()])
-    create_table_artifact(key="tick-summary", table=rows, description=f"Touchflow tick at {at.isoformat()}")
-    return rows
-
-
-def _reported(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`rows`, after logging each failed playbook to the flow run's log."""
-    for row in rows:
-        if row.get("error"):
-            get_run_logger().error("playbook '%s' failed: %s", row["playbook"], row["error"])
+    rows = [s.as_dict() for s in api.run_tick(live, call=as_task).values()]
+    report.log_failures(logger, rows)
+    why = report.reasons(engine, at, run_id)
+    for pid, decision, reason, count in why:
+        logger.info("playbook '%s': %d %s (%s)", pid, count, decision, reason)
+    create_table_artifact(key="tick-table", table=rows, description=f"Touchflow tick at {at.isoformat()}")
+    create_markdown_artifact(
+        report.markdown(at, run_id, rows, why), key="tick-summary", description=f"Touchflow tick at {at.isoformat()}"
+    )
+    if fail_on_error and any(row.get("error") for row in rows):
+        raise PlaybooksFailed(rows)
     return rows

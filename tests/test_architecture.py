@@ -85,7 +85,7 @@ DIALECT_CHOICES = {
     "engine/dispatch/claims.py",  # FOR UPDATE SKIP LOCKED when claiming
     "engine/plan/batch.py",  # FOR UPDATE SKIP LOCKED on due enrollments
     "engine/plan/enroll.py",  # the per-playbook advisory lock, temporary-table lifetime
-    "engine/simulate.py",  # the read-only REPEATABLE READ snapshot it copies from
+    "engine/simulate/replay.py",  # the read-only REPEATABLE READ snapshot it copies from
     "engine/store/bulk.py",  # executemany / COPY, conflict_insert
     "engine/store/migrations/env.py",  # Alembic's batch mode on SQLite
     "engine/store/readable.py",  # SQLite's error for text that is not UTF-8

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select, text
 
 from benchmarks.evaluate import load_examples, run
 from benchmarks.floor import FLOOR, floor_params, floor_sql
+from benchmarks.health import score_store
 from demo.data import generate
 from engine.compile import CompiledPlaybook
 from engine.plan import evaluate
@@ -62,6 +63,7 @@ class Store:
         if name not in self.days:
             now = DATES[name]
             generate(self.engine, accounts=ACCOUNTS, seed=SEED, now=now.replace(hour=0, minute=0))
+            score_store(self.engine, now, REPO)  # the tick's daily health stage, before the playbooks
             by_engine, by_floor = {}, {}
             params = floor_params(now)
             for playbook in self.playbooks:
@@ -95,6 +97,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def test_every_example_fires_on_the_demo_store(db: Engine) -> None:
     generate(db, accounts=2000, seed=7, now=NOW.replace(hour=0))
+    score_store(db, NOW, REPO)  # the tick's daily health stage, before the playbooks
     playbooks = load_examples(REPO / "playbooks", REPO / "templates" / "email")
     assert len(playbooks) >= 14
     enrolled = {}

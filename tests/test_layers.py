@@ -15,24 +15,28 @@ from tests.conftest import REPO
 LAYERS: list[tuple[str, list[str]]] = [
     # The language and small shared helpers: no I/O.
     ("base", ["engine.problems", "engine.header_text", "engine.spec", "engine.addresses", "engine.config",
-              "engine.output", "engine.schema"]),
+              "engine.output", "engine.schema", "engine.health.spec"]),
     # The store's tables as declarations (SQLAlchemy Table objects: no connection).
     ("schema", ["engine.store.models", "engine.store.catalogue"]),
     # Pure stages: text and data in, frozen objects or decisions out.
     ("pure", ["engine.load", "engine.render", "engine.compile", "engine.validate", "engine.delivery_config",
               "engine.policy.calendar", "engine.policy.decide", "engine.experiments.assign",
-              "engine.experiments.stats", "engine.plan.time"]),
+              "engine.experiments.stats", "engine.plan.time", "engine.guard.sources", "engine.guard.decide",
+              "engine.catalog.snapshot", "engine.health.load", "engine.health.sql"]),
     # What reads and writes the store for everyone above: connections, bulk writes, the audit.
-    ("store", ["engine.store", "engine.audit", "engine.suppression", "engine.unsubscribe", "engine.plan.versions"]),
+    ("store", ["engine.store", "engine.audit", "engine.suppression", "engine.unsubscribe", "engine.plan.versions",
+               "engine.archive"]),
     # A loaded project: playbooks compiled, templates, delivery settings, stored versions.
     ("project", ["engine.project"]),
     # The stages that run against the store.
     ("stages", ["engine.plan", "engine.policy", "engine.dispatch", "engine.webhooks", "engine.experiments",
-                "engine.audit_report", "engine.ingest"]),
+                "engine.audit_report", "engine.ingest", "engine.guard", "engine.catalog",
+                "engine.funnel", "engine.portfolio", "engine.tasks_report", "engine.health",
+                "engine.approvals", "engine.timeline"]),
     # One tick and what replays or previews it.
     ("orchestration", ["engine.tick", "engine.simulate", "engine.preview"]),
     # Faces and tooling: the command line, the Prefect flows, the demo and the benchmarks.
-    ("faces", ["engine.cli", "flows", "demo", "benchmarks"]),
+    ("faces", ["engine.cli", "flows", "demo", "benchmarks", "engine.console"]),
 ]  # fmt: skip
 ROOTS = ("engine", "flows", "demo", "benchmarks")
 

@@ -1,9 +1,9 @@
-"""`preview` renders every email step × locale for sample contacts, and changes nothing."""
+"""`preview` renders every email step × locale for contacts the playbook reaches, and changes nothing."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,16 @@ def test_every_step_and_locale_is_rendered_for_contacts_of_that_locale_and_role(
 ) -> None:
     store = Store(db, NOW)
     csm = store.csm(name="Mina Park")
-    acme = store.account(name="Acme Analytics", locale="en", csm_id=csm)
+    # Written first (the lowest ids): an account the playbook does not reach today.
+    later = store.account(name="Renews Later Co", locale="en", csm_id=csm)
+    store.contact(later, "admin")
+    renews = (NOW + timedelta(days=90)).date()  # renewal-90d fires 90 days before
+    acme = store.account(name="Acme Analytics", locale="en", csm_id=csm, renewal_date=renews)
     a_admin = store.contact(acme, "admin")  # no locale of its own: the account's (en)
     a_champion = store.contact(acme, "champion", locale="en")
     a_billing = store.contact(acme, "billing", locale="en")
     store.contact(acme, "user", locale="en")  # no renewal email goes to users
-    hanbit = store.account(name="한빛 소프트", locale="ko", csm_id=csm)
+    hanbit = store.account(name="한빛 소프트", locale="ko", csm_id=csm, renewal_date=renews)
     h_admin = store.contact(hanbit, "admin")  # the account's locale: ko
     h_champion = store.contact(hanbit, "champion", locale="ko")
     h_billing = store.contact(hanbit, "billing")
@@ -53,9 +57,11 @@ def test_every_step_and_locale_is_rendered_for_contacts_of_that_locale_and_role(
     before = _snapshot(db)
 
     with db.connect() as conn:
-        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, samples=3)
+        report = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, samples=3, now=NOW)
+    results = report.previews
 
     assert _snapshot(db) == before
+    assert report.notes == []
     # plan goes to admins and champions, notice to billing too; at most `samples` each, by id.
     assert [(r.step, r.locale, r.contact_id) for r in results] == [
         ("plan", "en", a_admin),
@@ -82,7 +88,8 @@ def test_every_step_and_locale_is_rendered_for_contacts_of_that_locale_and_role(
         for needle in (f"Person {r.contact_id}", account.name, account.renewal_date.isoformat()):
             assert needle in html and needle in text, (r, needle)
         assert ("안녕하세요" in html) == (r.locale == "ko")
-        assert text.startswith(f"Subject: {r.subject}\n\n")
+        assert text.startswith(f"From: Mina Park <mina.park@touchflow.example>\nSubject: {r.subject}\n\n")
+        assert r.sender == "Mina Park <mina.park@touchflow.example>" and r.arm is None
         # Every subject names the account, but the English plan's, which names the renewal day.
         day = account.renewal_date
         named = f"{day:%B} {day.day}" if (r.step, r.locale) == ("plan", "en") else account.name
@@ -91,7 +98,7 @@ def test_every_step_and_locale_is_rendered_for_contacts_of_that_locale_and_role(
     assert all("갱신" in subject for subject in korean) and len(korean) == 2  # one per step
 
     index = (out / "renewal-90d" / "index.html").read_text(encoding="utf-8")
-    assert index.count("<tr>") == len(results) + 1
+    assert index.count('<iframe sandbox=""') == len(results)
     links = re.findall(r"href='([^']+)'", index)
     assert len(links) == 2 * len(results)
     assert all((out / "renewal-90d" / link).is_file() for link in links)
@@ -105,7 +112,9 @@ def test_one_step_for_one_contact_in_every_locale_of_its_template(db: Engine, db
         account_name = conn.execute(select(accounts.c.name).where(accounts.c.id == contact.account_id)).scalar_one()
     out = tmp_path / "p"
     with db.connect() as conn:
-        results = preview(conn, proj.by_id()["renewal-90d"], proj.renderer, out, step="plan", contact_id=1)
+        results = preview(
+            conn, proj.by_id()["renewal-90d"], proj.renderer, out, step="plan", contact_id=1, now=NOW
+        ).previews
 
     # The one contact asked for, in English and in Korean whatever its own locale; no other step.
     assert sorted((r.step, r.locale, r.contact_id) for r in results) == [("plan", "en", 1), ("plan", "ko", 1)]

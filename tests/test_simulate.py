@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, Table, func, select
 from typer.testing import CliRunner
 
-from engine import simulate as simulation
 from engine.cli import app
 from engine.project import Project
 from engine.simulate import ContactLoad, SimulationError, iso_week, nearest_rank, simulate, tick_times
+from engine.simulate import replay as simulation
 from engine.store.models import (
     accounts,
     audit_log,
@@ -104,7 +104,7 @@ def build(db: Engine, db_url: str, tmp_path: Path) -> Project:
         tmp_path,
         db_url,
         playbooks={"renewal-sim": RENEWAL, "login-sim": LOGIN, "draft-sim": DRAFT},
-        templates={"sim.en.html": TEMPLATE},
+        templates={"sim.en.html": TEMPLATE, "sim.ko.html": TEMPLATE},
     )
 
 
@@ -169,7 +169,8 @@ def test_cli_json(db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.M
     assert table.exit_code == 0, table.output
     assert "renewal-sim" in table.stdout and "login-sim" not in table.stdout
     # Without login-sim, nobody gets two emails in a week (A2's second email falls in week 2).
-    assert "emails per contact per week: max 1 (2026-W48), p95 1 (2026-W48) over 14 ticks every 1d" in table.stdout
+    words = " ".join(table.stdout.split())  # the report wraps at 80 columns
+    assert "emails per contact per week: max 1 (2026-W48), p95 1 (2026-W48) over 14 ticks every 1d" in words
 
     bad = [
         (["--from", "2026-12-01", "--to", "2026-11-01"], "error: --to (2026-11-01 00:00:00) is before --from"),

@@ -49,6 +49,7 @@ def test_every_caller_walks_the_same_list(
     # The scopes in the list say how each stage is called: that is the whole order.
     assert [(s.name, s.scope) for s in api.TICK_STAGES] == [
         ("reconcile", "tick"),
+        ("health", "tick"),
         ("evaluate-and-advance", "playbook"),
         ("dispatch-batch", "batches"),
         ("outbox-index", "tick"),

@@ -91,22 +91,44 @@ def shown_url(url: str) -> str:
         return "(malformed database URL)"
 
 
-def connect_or_exit(url: str) -> Engine:
-    """An Engine on the store (nothing is read yet), or exit 1 when the URL cannot be used."""
-    from engine.store.db import DatabaseURLError, connect
+CREATE_STORE = (
+    "create one with `touchflow migrate` (empty), `touchflow demo-data` (sample customers) or "
+    "`touchflow import` (your own data), or set TOUCHFLOW_DATABASE_URL to an existing store"
+)
+
+
+def connect_or_exit(url: str, *, create: bool = False) -> Engine:
+    """An Engine on the store, or exit 1 when the URL cannot be used or — unless `create` (the
+    commands that make stores) — names no store: a typo in a path must not make an empty one."""
+    from engine.store.db import DatabaseURLError, connect, missing_store
 
     try:
-        return connect(url)
+        engine = connect(url)
     except DatabaseURLError as exc:
         err.print(f"cannot open the store at {shown_url(url)}: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    if create:
+        return engine
+    try:
+        missing = missing_store(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = getattr(exc, "orig", None) or exc
+        err.print(f"cannot open the store at {shown_url(url)}: {reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if missing is not None:
+        engine.dispose()
+        err.print(f"error: {missing}; {CREATE_STORE}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    return engine
 
 
-def open_store(url: str) -> Engine:
-    """Connect and migrate, or exit with one line saying why the store cannot be opened."""
+def open_store(url: str, *, create: bool = False) -> Engine:
+    """Connect and migrate (an old store gets its upgrades), or exit with one line saying why the
+    store cannot be opened. Only with `create` is a missing store made (migrate, demo-data, import)."""
     from engine.store.db import migrate as upgrade
 
-    engine = connect_or_exit(url)
+    engine = connect_or_exit(url, create=create)
     try:
         upgrade(engine)
     except (SQLAlchemyError, ValueError) as exc:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -68,6 +71,35 @@ class _RejectsFile:
         self.stream.close()
 
 
+@contextmanager
+def _progress(files: list[Path]) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (bytes of the files read, rows/s, ETA) when it is a terminal;
+    otherwise a callback that does nothing, so piped and logged output holds only the summary."""
+    if not err.is_terminal:
+        yield lambda rows, done: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = sum(path.stat().st_size for path in files if path.is_file())
+    bar = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("import", total=total or None, rows=0, rate=0.0)
+    started = time.perf_counter()
+
+    def update(rows: int, done: int) -> None:
+        rate = rows / max(time.perf_counter() - started, 1e-6)
+        bar.update(task, completed=done, rows=rows, rate=rate)
+
+    with bar:
+        yield update
+
+
 def import_data(
     kind: Annotated[
         ImportKind,
@@ -107,7 +139,7 @@ def import_data(
     from engine.ingest.parse import FileProblem
 
     settings = load_settings()
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, create=True)
     shown = 0
     writer = _RejectsFile(rejects) if rejects else None
 
@@ -120,16 +152,18 @@ def import_data(
         shown += 1
 
     try:
-        summary = import_files(
-            engine,
-            kind.value,
-            files,
-            fmt=file_format.value if file_format else None,
-            on_error=on_error.value,
-            dry_run=dry_run,
-            on_reject=on_reject,
-            now=parse_now(None),
-        )
+        with _progress(files) as on_progress:
+            summary = import_files(
+                engine,
+                kind.value,
+                files,
+                fmt=file_format.value if file_format else None,
+                on_error=on_error.value,
+                dry_run=dry_run,
+                on_reject=on_reject,
+                on_progress=on_progress,
+                now=parse_now(None),
+            )
     except FileProblem as exc:
         err.print(f"{exc}; nothing imported", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None

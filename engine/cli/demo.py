@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,13 +17,17 @@ def demo_data(
     accounts: Annotated[int, typer.Option(help="How many accounts to generate.")] = 500,
     seed: Annotated[int, typer.Option(help="Random seed: same seed and --now, same store.")] = 7,
     now: NowOption = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", metavar="DIR", help="Also write the store as import files (docs/data.md) into DIR."),
+    ] = None,
 ) -> None:
     """Replace the store's contents with a realistic synthetic B2B SaaS customer base."""
     from demo.data import generate
 
     settings = load_settings()
     at = parse_now(now).replace(hour=0, minute=0, second=0)
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, create=True)
     started = time.perf_counter()
     summary = generate(engine, accounts=accounts, seed=seed, now=at)
     elapsed = time.perf_counter() - started
@@ -31,6 +36,16 @@ def demo_data(
         f"{summary.events} events, {summary.csms} CSMs in {elapsed:.1f} s → {shown_url(settings.database_url)}",
         markup=False,
     )
+    if export is not None:
+        from demo.export import export_store
+
+        done = export_store(engine, export)
+        out.print(
+            f"exported to {export}/: {done.csms} CSMs, {done.accounts} accounts, {done.contacts} contacts, "
+            f"{done.events} events, {done.suppressions} suppressions (left out: {done.left_out_contacts} contacts "
+            f"whose address an import refuses, with their {done.left_out_events} events)",
+            markup=False,
+        )
 
 
 def demo_engagement(

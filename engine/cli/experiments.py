@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from engine.cli.common import Format, UsageLine, choice, err, open_store, out, project_or_exit
+from engine.cli.layout import print_rows
 from engine.config import load_settings
 
 if TYPE_CHECKING:
@@ -139,44 +140,17 @@ def report(
 
 
 def _print_tables(results: list[ExperimentResult]) -> None:
-    """Per experiment: its heading and verdict, the arms on its metric, then every metric at a glance."""
-    from engine.experiments.present import (
-        OVERVIEW_COLUMNS,
-        arm_label,
-        ci_text,
-        heading,
-        lift_text,
-        overview,
-        p_text,
-        rate_text,
-    )
+    """Per experiment: its heading and verdict, the arms on its metric, then every metric at a glance;
+    each table a block per arm when it does not fit the terminal (the verdict on its own line)."""
+    from engine.experiments.present import ARMS_LAYOUT, OVERVIEW_LAYOUT, arm_rows, heading, overview
 
     for result in results:
-        out.print(heading(result), markup=False, style="bold", soft_wrap=True)
-        out.print(result.summary, markup=False, soft_wrap=True)
-        table = Table()
-        for col in ("arm", "n", "conversions", "rate", "95% CI", "lift vs control", "p (Holm)", "verdict"):
-            right = col in ("n", "conversions", "rate", "p (Holm)")
-            table.add_column(col, justify="right" if right else "left", overflow="fold")
-        for a in result.report.arms:
-            table.add_row(
-                arm_label(a.arm, a.is_control, a.holdout),
-                str(a.n),
-                str(a.conversions),
-                rate_text(a.conversions, a.n),
-                ci_text(a.ci_low, a.ci_high),
-                lift_text(a.lift_abs, a.lift_rel),
-                p_text(a.p_value_holm),
-                a.verdict,
-            )
-        out.print(table)
+        out.print(Text(heading(result), style="bold", overflow="fold"))
+        out.print(Text(result.summary, overflow="fold"))
+        print_rows(out, ARMS_LAYOUT, arm_rows(result))
         if result.declared:  # every metric at a glance, under the experiment's own
-            rates = Table(title="every metric per arm (enrolled, sent: counts; the others: rates)")
-            for col in OVERVIEW_COLUMNS:
-                rates.add_column(col, justify="left" if col == "arm" else "right")
-            for row in overview(result):
-                rates.add_row(*(row[c] for c in OVERVIEW_COLUMNS))
-            out.print(rates)
+            title = "every metric per arm (enrolled, sent: counts; the others: rates)"
+            print_rows(out, OVERVIEW_LAYOUT, overview(result), title)
         out.print("")
 
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
 from engine.cli.common import NowOption, err, open_store, out, parse_now, project_or_exit, shown_url, unknown
+from engine.cli.layout import print_rows
 from engine.config import load_settings
+from engine.output import Layout
 
 
 def migrate() -> None:
     """Create or upgrade the store's tables (Alembic)."""
     settings = load_settings()
-    open_store(settings.database_url)
+    open_store(settings.database_url, create=True)
     out.print(f"store is at the latest revision: {shown_url(settings.database_url)}", markup=False)
 
 
@@ -55,11 +57,17 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Run even when --now is before the store's last tick.")
     ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="With --dry-run: every decision per recipient, with its reason.")
+    ] = False,
 ) -> None:
     """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand).
 
     Exits 1 when a playbook failed (the others still ran; stderr says which and why), and refuses
     a live tick earlier than the store's last one unless --force."""
+    if explain and not dry_run:
+        err.print("error: --explain needs --dry-run (a live tick's reasons: touchflow audit)", markup=False)
+        raise typer.Exit(2)
     settings = load_settings()
     _prefect_environment(settings.project_dir)
 
@@ -67,7 +75,14 @@ def run(
     project = project_or_exit(settings)  # fail fast, with file:line:col, before Prefect starts
     if playbook is not None and playbook not in project.by_id():
         unknown("playbook", playbook, project.by_id())
-    store = open_store(settings.database_url)  # a new store gets its tables; an old one its upgrades
+    store = open_store(settings.database_url)  # an old store gets its upgrades; a missing one is an error
+    if explain:  # the same stages in this process: the audit rows are read before the rollback
+        from engine.cli.explain import explained_dry_run
+
+        try:
+            return explained_dry_run(store, project, playbook, at, as_json, settings.outbox_dir)
+        finally:
+            store.dispose()
     if not (dry_run or force):
         _refuse_going_back(store, at)  # before Prefect starts; the flow checks again, atomically
     store.dispose()
@@ -108,10 +123,8 @@ def _refuse_going_back(store: Engine, at: datetime) -> None:
         raise typer.Exit(1)
 
 
-def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
-    title = f"{'Dry run' if dry_run else 'Tick'} at {at.isoformat(sep=' ')} UTC"
-    table = Table(title=title)
-    columns = (
+SUMMARY_LAYOUT = Layout(
+    columns=(
         "playbook",
         "matched",
         "enrolled",
@@ -122,13 +135,27 @@ def _summary_table(rows: list[dict[str, object]], at: datetime, dry_run: bool, o
         "failed",
         "converted",
         "exited",
-    )
-    for col in columns:
-        table.add_column(col, justify="left" if col == "playbook" else "right")
-    for row in rows:
-        shown = {**row, "playbook": f"{row['playbook']} (failed)" if row.get("error") else row["playbook"]}
-        table.add_row(*(str(shown[c]) for c in columns))
-    out.print(table)
+    ),
+    heading=("playbook",),
+    numeric=frozenset({"matched", "enrolled", "emails", "tasks", "deferred", "skipped", "failed"})
+    | frozenset({"converted", "exited"}),
+)
+"""The tick's summary: one row (or block, on a narrow terminal) per playbook."""
+
+
+def _summary_table(rows: Sequence[Mapping[str, object]], at: datetime, dry_run: bool, outbox: Path) -> None:
+    title = f"{'Dry run' if dry_run else 'Tick'} at {at.isoformat(sep=' ')} UTC"
+    shown = [
+        {
+            **{c: str(row[c]) for c in SUMMARY_LAYOUT.columns[1:]},
+            "playbook": f"{row['playbook']} (failed)" if row.get("error") else str(row["playbook"]),
+        }
+        for row in rows
+    ]
+    print_rows(out, SUMMARY_LAYOUT, shown, title)  # a table when it fits, else a block per playbook
+    for row in rows:  # a guardrail that stopped a playbook is said in words, not only in a column
+        if row.get("paused"):
+            out.print(f"paused: {row['playbook']} ({row['paused']}): {row.get('why_paused')}", markup=False)
     if dry_run:
         out.print("dry run: nothing was written", markup=False)
     else:

@@ -8,7 +8,12 @@ constructs are shaped for the store's indexes and for set-based plans:
 - counts, first/last occurrence and trends: `subject IN (SELECT owner FROM events WHERE name = …
   AND occurred_at > … GROUP BY owner HAVING …)` — one uncorrelated pass over the window, using
   the (name, occurred_at) index;
-- per-tier thresholds: one such subquery per tier, OR-ed under `tier = …`.
+- per-tier thresholds: one such subquery per tier, OR-ed under `tier = …`;
+- distinct active contacts: `account IN (… GROUP BY account_id HAVING count(DISTINCT contact_id)
+  >= n)`, and for an upper bound `NOT IN (… > n)`, so accounts where nobody did it match too.
+
+Traits the project declares (engine/spec/traits.py) read as their type, whatever they are
+compared with; other traits read as the type of the value they are compared with.
 """
 
 from __future__ import annotations
@@ -33,11 +38,22 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.sql import Select
 
+from engine.compile.health import describe_health, health_condition
 from engine.compile.json_keys import Kind, json_member, path_safe
-from engine.compile.sql_functions import json_boolean, json_number, json_text, shifted, text_contains
+from engine.compile.sql_functions import (
+    json_boolean,
+    json_date,
+    json_number,
+    json_string,
+    json_text,
+    shifted,
+    text_contains,
+)
 from engine.spec.base import format_duration
 from engine.spec.conditions import (
+    ActiveContactsCondition,
     ActiveShareCondition,
     AllOf,
     AnyOf,
@@ -47,6 +63,7 @@ from engine.spec.conditions import (
     FieldCondition,
     FieldOps,
     FirstEventCondition,
+    HealthCondition,
     LastEventCondition,
     NoEventsCondition,
     NotOf,
@@ -56,7 +73,8 @@ from engine.spec.conditions import (
     SinceEntryCondition,
     TrendCondition,
 )
-from engine.store.catalogue import resolve_field
+from engine.spec.traits import NO_TRAITS, TraitTypes
+from engine.store.catalogue import FieldInfo, resolve_field
 from engine.store.models import contacts, events, ledger, message_events
 
 Subject = Literal["account", "contact"]
@@ -72,14 +90,18 @@ class SqlContext:
     now: datetime
     enrollment_table: Table | None = None
     """Set where a condition is about an enrollment (goals, exits, step conditions)."""
+    traits: TraitTypes = NO_TRAITS
+    """The project's declared trait types."""
 
     def column(self, name: str, sample: Any = None) -> ColumnElement[Any]:
-        """The column (or JSON trait, typed like `sample`) a field name refers to."""
-        info = resolve_field(name, self.subject)
+        """The column (or JSON trait: of its declared type, else typed like `sample`) a field name refers to."""
+        info = resolve_field(name, self.subject, self.traits)
         if info is None:  # validation rejects these first; this is a programming error
             raise KeyError(f"unknown field {name!r} for {self.subject} subjects")
         table = self.account_table if info.table == "account" else self.subject_table
         column = table.c[info.name]
+        if info.key and info.declared:
+            return declared_trait(column, info)
         return json_value(column, info.key, sample) if info.key else column
 
     def owner(self, per: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
@@ -103,6 +125,15 @@ def json_value(document: Any, key: str, sample: Any) -> ColumnElement[Any]:
     if kind == "number":
         return json_number(element)
     return json_text(element)
+
+
+_DECLARED_READS = {"date": json_date, "number": json_number, "boolean": json_boolean, "string": json_string}
+
+
+def declared_trait(document: Any, info: FieldInfo) -> ColumnElement[Any]:
+    """A declared trait (its key a plain path label, see engine/spec/traits.py) read as its type."""
+    read: ColumnElement[Any] = _DECLARED_READS[info.kind](document[info.key])
+    return read
 
 
 def _sample(test: Any) -> Any:
@@ -170,6 +201,10 @@ def compile_condition(cond: Any, ctx: SqlContext) -> ColumnElement[bool]:
         return _trend(cond, ctx)
     if isinstance(cond, ActiveShareCondition):
         return _active_share(cond, ctx)
+    if isinstance(cond, ActiveContactsCondition):
+        return _active_contacts(cond, ctx)
+    if isinstance(cond, HealthCondition):
+        return health_condition(cond.health, ctx.owner("account")[1], ctx.now.date())
     if isinstance(cond, FieldCondition):
         return and_(*(field_test(ctx.column(name, _sample(test)), test, ctx.now) for name, test in cond.root.items()))
     if isinstance(cond, EngagedCondition | SinceEntryCondition):
@@ -334,6 +369,28 @@ def _active_share(cond: ActiveShareCondition, ctx: SqlContext) -> ColumnElement[
     return subject_account.in_(select(acc.c.id).select_from(source).where(*bounds))
 
 
+def _active_contacts(cond: ActiveContactsCondition, ctx: SqlContext) -> ColumnElement[bool]:
+    a = cond.active_contacts
+    _, subject_account = ctx.owner("account")
+    in_window = [
+        events.c.account_id.is_not(None),  # NOT IN over a list holding NULL is never true
+        events.c.contact_id.is_not(None),  # account-level events belong to no contact
+        *_window(ctx, a.name, ctx.now - a.within, a.where),
+    ]
+    people = func.count(distinct(events.c.contact_id))
+
+    def accounts_where(having: ColumnElement[bool]) -> Select[Any]:
+        return select(events.c.account_id).where(*in_window).group_by(events.c.account_id).having(having)
+
+    parts: list[ColumnElement[bool]] = []
+    if a.at_least is not None:
+        parts.append(subject_account.in_(accounts_where(people >= a.at_least)))
+    if a.at_most is not None:
+        # NOT IN the accounts over the bound: an account where nobody had the event matches too.
+        parts.append(subject_account.not_in(accounts_where(people > a.at_most)))
+    return and_(*parts)
+
+
 # --- words for the audit ------------------------------------------------------------------------
 
 
@@ -368,6 +425,16 @@ def describe_condition(cond: Any) -> str:
         s = cond.active_share
         bound = f">= {s.at_least:g}%" if s.at_least is not None else f"<= {s.at_most:g}%"
         return f"{bound} of {s.of} active ({s.name} in {format_duration(s.within)})"
+    if isinstance(cond, ActiveContactsCondition):
+        a = cond.active_contacts
+        bounds = [
+            f"at least {a.at_least}" if a.at_least is not None else "",
+            f"at most {a.at_most}" if a.at_most is not None else "",
+        ]
+        who = " and ".join(b for b in bounds if b)
+        return f"{who} contacts with {a.name}{_where(a.where)} in {format_duration(a.within)}"
+    if isinstance(cond, HealthCondition):
+        return describe_health(cond.health)
     if isinstance(cond, EngagedCondition):
         e = cond.engaged
         return f"{e.with_} the email of step {e.step}" + (f" within {format_duration(e.within)}" if e.within else "")

@@ -15,22 +15,27 @@ from sqlalchemy import ColumnElement, Select, and_, exists, select
 from engine.compile.conditions import SqlContext, compile_condition, property_filter
 from engine.compile.sql_functions import shifted
 from engine.spec import Goal
+from engine.spec.traits import NO_TRAITS, TraitTypes
 from engine.store.models import accounts, contacts, enrollments, events
 
 
-def _context(subject: str, now: datetime) -> SqlContext:
+def _context(subject: str, now: datetime, traits: TraitTypes) -> SqlContext:
     subject_table = contacts if subject == "contact" else accounts
-    return SqlContext(subject, subject_table, accounts, now, enrollment_table=enrollments)  # type: ignore[arg-type]
+    return SqlContext(subject, subject_table, accounts, now, enrollment_table=enrollments, traits=traits)  # type: ignore[arg-type]
 
 
-def holding(subject: str, condition: Any, ids: Sequence[int], now: datetime) -> Select[Any]:
+def holding(
+    subject: str, condition: Any, ids: Sequence[int], now: datetime, traits: TraitTypes = NO_TRAITS
+) -> Select[Any]:
     """SELECT the ids among `ids` of enrollments for which `condition` holds at `now`."""
-    return _select(subject, compile_condition(condition, _context(subject, now)), ids)
+    return _select(subject, compile_condition(condition, _context(subject, now, traits)), ids)
 
 
-def goal_reached(subject: str, goal: Goal, ids: Sequence[int], now: datetime) -> Select[Any]:
+def goal_reached(
+    subject: str, goal: Goal, ids: Sequence[int], now: datetime, traits: TraitTypes = NO_TRAITS
+) -> Select[Any]:
     """SELECT the ids among `ids` of enrollments that reached `goal` by `now`."""
-    ctx = _context(subject, now)
+    ctx = _context(subject, now, traits)
     e = enrollments.c
     if goal.event is not None:
         owner, subject_side = ctx.owner("subject")

@@ -28,6 +28,7 @@ from engine.spec import AnyStep, Playbook
 from engine.spec.base import format_duration
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_ids
 from engine.spec.steps import step_kind
+from engine.spec.traits import NO_TRAITS, TraitTypes
 from engine.store.models import accounts, condition_state, contacts, enrollments
 
 StepKind = Literal["email", "task", "wait", "branch", "update", "webhook", "exit"]
@@ -53,6 +54,8 @@ class CompiledPlaybook:
     steps: tuple[CompiledStep, ...]
     text: str = ""
     """The playbook file's text (kept with each version in the store)."""
+    traits: TraitTypes = NO_TRAITS
+    """The project's declared trait types, which the SQL reads traits as."""
 
     @property
     def id(self) -> str:
@@ -73,7 +76,7 @@ class CompiledPlaybook:
 
     def context(self, now: datetime) -> SqlContext:
         subject_table = contacts if self.subject == "contact" else accounts
-        return SqlContext(self.subject, subject_table, accounts, now)
+        return SqlContext(self.subject, subject_table, accounts, now, traits=self.traits)
 
     def _base(self, ctx: SqlContext) -> FromClause:
         if ctx.subject_table is ctx.account_table:
@@ -183,18 +186,20 @@ class CompiledPlaybook:
         return describe_condition(trigger)
 
 
-def compile_playbook(loaded: LoadedPlaybook) -> CompiledPlaybook:
+def compile_playbook(loaded: LoadedPlaybook, traits: TraitTypes = NO_TRAITS) -> CompiledPlaybook:
     """Freeze a validated playbook into what the evaluator and the journey stages run."""
-    return compile_spec(loaded.spec, loaded.version, loaded.path, loaded.source)
+    return compile_spec(loaded.spec, loaded.version, loaded.path, loaded.source, traits)
 
 
-def compile_spec(spec: Playbook, version: str, path: str = "", source: str = "") -> CompiledPlaybook:
-    """Compile a spec (from a file, or a stored earlier version)."""
+def compile_spec(
+    spec: Playbook, version: str, path: str = "", source: str = "", traits: TraitTypes = NO_TRAITS
+) -> CompiledPlaybook:
+    """Compile a spec (from a file, or a stored earlier version) under the project's trait types."""
     steps = tuple(
         CompiledStep(index=i, id=sid, kind=cast_kind(step_kind(step)), spec=step)
         for i, (step, sid) in enumerate(zip(spec.steps, step_ids(spec.steps), strict=True))
     )
-    return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps, text=source)
+    return CompiledPlaybook(spec=spec, version=version, path=path, steps=steps, text=source, traits=traits)
 
 
 def cast_kind(kind: str | None) -> StepKind:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Float, String
+from sqlalchemy import JSON, Boolean, Date, Float, String
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.functions import FunctionElement
@@ -64,7 +65,11 @@ class json_boolean(_JsonTyped):
 @compiles(_JsonTyped, "postgresql")
 def _json_typed_pg(node: _JsonTyped, compiler: SQLCompiler, **kw: Any) -> str:
     d, k = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
-    return f"CASE WHEN jsonb_typeof({d} -> {k}) = '{node.pg_type}' THEN CAST(({d} ->> {k}) AS {node.pg_cast}) END"
+    # A path (`doc[("a", "b")]`, e.g. a health component's points) reads with #> / #>>.
+    path = node.element.operator is operators.json_path_getitem_op
+    get, get_text = ("#>", "#>>") if path else ("->", "->>")
+    typed = f"CAST(({d} {get_text} {k}) AS {node.pg_cast})"
+    return f"CASE WHEN jsonb_typeof({d} {get} {k}) = '{node.pg_type}' THEN {typed} END"
 
 
 @compiles(_JsonTyped, "sqlite")
@@ -74,6 +79,53 @@ def _json_typed_sqlite(node: _JsonTyped, compiler: SQLCompiler, **kw: Any) -> st
     accepted = ", ".join(f"'{t}'" for t in node.sqlite_types)
     # Nested CASE, not AND: only CASE promises that json_type never sees a document json_valid rejected.
     typed = f"CASE WHEN json_type({d}, {path}) IN ({accepted}) THEN json_extract({d}, {path}) END"
+    return f"CASE WHEN json_valid({d}) THEN {typed} END"
+
+
+class json_string(_JsonTyped):
+    """A JSON string as TEXT, else NULL (a trait declared `text`: the number 7 is not the text '7')."""
+
+    type = String()
+    inherit_cache = True
+    pg_type, pg_cast, sqlite_types = "string", "TEXT", ("text",)
+
+
+class json_date(_JsonTyped):
+    """A JSON string holding a calendar date `YYYY-MM-DD` as DATE, else NULL (a trait declared `date`).
+
+    Never a cast error, on a malformed or impossible date ('2026-02-31', 'soon', 7) either: on
+    PostgreSQL the text is rebuilt from its parts with `make_date` and must read back the same
+    before it is cast; on SQLite `date(julianday())` must give the text back unchanged (it
+    normalises '2026-02-31' to '2026-03-03'). SQLite compares the ISO text, as its DATE columns.
+    """
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(json_date, "postgresql")
+def _json_date_pg(node: json_date, compiler: SQLCompiler, **kw: Any) -> str:
+    d, k = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
+    v = f"({d} ->> {k})"
+    shape = r"'^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'"
+    part = f"CAST(substr({v}, {{}}, {{}}) AS INTEGER)"
+    rebuilt = (
+        f"to_char(make_date({part.format(1, 4)}, {part.format(6, 2)}, 1) + ({part.format(9, 2)} - 1), 'YYYY-MM-DD')"
+    )
+    # Nested CASE: make_date (which raises on year 0) only ever sees text of the right shape.
+    return (
+        f"CASE WHEN jsonb_typeof({d} -> {k}) = 'string' AND {v} ~ {shape} AND substr({v}, 1, 4) <> '0000' "
+        f"THEN CASE WHEN {rebuilt} = {v} THEN CAST({v} AS DATE) END END"
+    )
+
+
+@compiles(json_date, "sqlite")
+def _json_date_sqlite(node: json_date, compiler: SQLCompiler, **kw: Any) -> str:
+    d, path = compiler.process(node.element.left, **kw), compiler.process(node.element.right, **kw)
+    v = f"json_extract({d}, {path})"
+    # Through julianday: date() alone keeps an impossible day ('2026-02-31'); year 0 as PostgreSQL.
+    valid = f"date(julianday({v})) IS {v} AND substr({v}, 1, 4) <> '0000'"
+    typed = f"CASE WHEN json_type({d}, {path}) = 'text' AND {valid} THEN {v} END"
     return f"CASE WHEN json_valid({d}) THEN {typed} END"
 
 
@@ -157,3 +209,21 @@ def _shifted_sqlite(node: shifted, compiler: SQLCompiler, **kw: Any) -> str:
 def _shifted_pg(node: shifted, compiler: SQLCompiler, **kw: Any) -> str:
     (column,) = node.clauses
     return f"({compiler.process(column, **kw)} + make_interval(secs => {node.seconds}))"
+
+
+class json_object_of(FunctionElement[Any]):
+    """A JSON object from alternating keys and values (`json_object` / `jsonb_build_object`):
+    the components of a health score, written by the statement that computes them."""
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(json_object_of, "sqlite")
+def _json_object_sqlite(node: json_object_of, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_object({compiler.process(node.clauses, **kw)})"
+
+
+@compiles(json_object_of, "postgresql")
+def _json_object_pg(node: json_object_of, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_build_object({compiler.process(node.clauses, **kw)})"

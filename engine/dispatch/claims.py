@@ -4,13 +4,19 @@ just before a request, each guarded by the token so a dispatcher only ever moves
 Claiming flips `planned → claimed` in its own committed transaction (with SKIP LOCKED on
 PostgreSQL), so two dispatchers never take the same row; a crash after the claim leaves
 `sending` rows to reconcile, never a blind resend.
+
+A claim never strands: a dispatcher whose batch fails after claiming (a missing concurrency
+limit, a lost connection) `release`s what it still holds, and a claim whose dispatcher died
+expires `reconcile_after` after `claimed_at` — the real clock's time of the claim, not the
+tick's `now` — so a re-run at the same `--now` recovers it.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, case, or_, select, update
@@ -26,6 +32,7 @@ def claim(
     playbook_ids: Sequence[str] | None = None,
     token: str | None = None,
     priorities: dict[str, int] | None = None,
+    claimed_at: datetime | None = None,
 ) -> list[int]:
     """Mark up to `limit` planned rows as claimed and return their ids. The caller commits.
 
@@ -40,6 +47,9 @@ def claim(
 
     Only rows of `playbook_ids` (the active or selected playbooks) are taken: a paused playbook's
     planned messages wait, and rows of a playbook no longer loaded stay planned, not failed.
+
+    `claimed_at` is the real clock's time of the claim (naive UTC; default: `wall_clock()`), which
+    its expiry is measured from.
     """
     due = or_(ledger.c.not_before.is_(None), ledger.c.not_before <= now)
     order: list[Any] = [ledger.c.id]
@@ -58,7 +68,13 @@ def claim(
         .where(ledger.c.id.in_(ids), ledger.c.status == "planned")
         # A row back from a 429 or a dead dispatcher was cleared before but never sent: it is
         # judged afresh, and until then counts against nobody's cap (engine/policy/gate.py).
-        .values(status="claimed", updated_at=now, approved_at=None, claim_token=token or uuid.uuid4().hex)
+        .values(
+            status="claimed",
+            updated_at=now,
+            approved_at=None,
+            claim_token=token or uuid.uuid4().hex,
+            claimed_at=claimed_at or wall_clock(),
+        )
         .returning(ledger.c.id)
     )
     return sorted(r.id for r in conn.execute(stmt))
@@ -78,6 +94,23 @@ def mark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> s
         )
         moved.update(conn.execute(stmt).scalars())
     return moved
+
+
+def release(conn: Connection, token: str, now: datetime) -> int:
+    """claimed → planned for the rows still held under `token` (never `sending` ones: those may
+    have gone out); returns how many. Called when a batch fails after its claim, so nothing waits
+    for the claim to expire. The caller commits."""
+    stmt = (
+        update(ledger)
+        .where(ledger.c.status == "claimed", ledger.c.claim_token == token)
+        .values(status="planned", claim_token=None, claimed_at=None, approved_at=None, updated_at=now)
+    )
+    return conn.execute(stmt).rowcount
+
+
+def wall_clock(clock: Callable[[], float] = time.time) -> datetime:
+    """The real clock's time (naive UTC, as the store keeps moments): what claims expire by."""
+    return datetime.fromtimestamp(clock(), UTC).replace(tzinfo=None)
 
 
 def _held(token: str | None) -> Any:

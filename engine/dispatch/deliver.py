@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from engine.approvals.hold import hold_unapproved
 from engine.audit import Reason, ledger_fields
 from engine.dispatch.actions import task_outcome, webhook_outcome
+from engine.dispatch.archiving import archive_window
 from engine.dispatch.channels import OutgoingEmail, SendError
 from engine.dispatch.claims import mark_sending
 from engine.dispatch.context import BatchContext, RenderJob, email_job, load_context, outgoing_email, split_unreadable
@@ -25,7 +27,7 @@ from engine.dispatch.outcomes import DispatchResult, Outcome, failed, send_failu
 from engine.dispatch.settings import Dispatch, DispatchSettings
 from engine.dispatch.webhook import WebhookError
 from engine.policy.gate import gate
-from engine.policy.ratelimit import wait_until
+from engine.policy.ratelimit import pace
 from engine.render import RenderError
 from engine.spec.policy import Policy
 from engine.store.models import ledger
@@ -68,6 +70,18 @@ def deliver(
     rows, unreadable = split_unreadable(rows, ctx, now, run_id)
     if unreadable:  # skipped before the gate, which reads the same rows
         write_outcomes(conn, unreadable, now, result, policy)
+    if settings.approvals:  # unapproved content waits before it takes any cap's slot (engine/approvals/)
+        held = hold_unapproved(
+            conn,
+            rows,
+            renderer=dispatch.renderer,
+            contacts_by_id=ctx.contacts,
+            accounts_by_id=ctx.accounts,
+            now=now,
+            run_id=run_id,
+        )
+        rows = held.cleared
+        result.deferred.update(held.deferred)
     # The policy first, in its own short transaction (it holds the policy lock): only what it
     # clears is rendered and sent; deferrals and skips are written and audited by the gate.
     gated = gate(
@@ -99,22 +113,37 @@ def deliver(
             done, outgoing = _prepare(conn, part, dispatch, ctx, now=now, run_id=run_id, commit=commit)
             settle(done)
             if outgoing:
-                # Send times under the global rate (each thread waits for its message's moment).
-                slots = settings.limiter.reserve(len(outgoing)) if settings.limiter is not None else None
                 moved = mark_sending(conn, [row for row, _, _ in outgoing], now)
                 # Committed with `sending`, before anything leaves: each message's unsubscribe link
                 # unsubscribes this address, whatever the contact's address becomes.
                 record_recipients(conn, [(row.id, email.to_email) for row, _, email in outgoing if row.id in moved])
+                if settings.archive:  # the message as sent, in the same commit: nothing sent lacks it
+                    archive_window(conn, [email for row, _, email in outgoing if row.id in moved], now)
                 if commit is not None:
                     commit()
                 # Only what is still ours goes out: never a row another dispatcher now holds.
                 mine = [item for item in outgoing if item[0].id in moved]
-                sender.submit(mine, slots[: len(mine)] if slots is not None else None)
+                _submit_paced(sender, mine, settings)
             while sender.in_flight > 1:  # keep one window sending while the next one renders
                 settle(sender.collect_oldest())
         while sender.in_flight:
             settle(sender.collect_oldest())
     return result
+
+
+def _submit_paced(sender: _Sender, outgoing: list[Outgoing], settings: DispatchSettings) -> None:
+    """Hand a window to the sending threads, each message with its send time under the global
+    rate: one reservation per window (or per part of it, when the limiter's grant runs out
+    first), taken after the commit so its first moments are not spent on it."""
+    if settings.limiter is None:
+        sender.submit(outgoing)
+        return
+    while outgoing:
+        slots = settings.limiter.reserve(len(outgoing))
+        if not slots:
+            raise RuntimeError("the rate limiter handed out no send time")
+        sender.submit(outgoing[: len(slots)], slots)
+        outgoing = outgoing[len(slots) :]
 
 
 def _prepare(
@@ -205,8 +234,10 @@ class _Sender:
         before `send_at` (unix seconds by `settings.clock`; the global rate's schedule)."""
         row, base, email = item
         settings: DispatchSettings = self.settings
-        if send_at is not None:
-            wait_until(send_at, sleep=settings.sleep, clock=settings.clock)
+        if send_at is not None and settings.limiter is not None:
+            # Late by more than the slack (this process stalled), the message takes a new moment
+            # rather than going at once: a stall never becomes a burst.
+            pace(settings.limiter, send_at, sleep=settings.sleep, clock=settings.clock)
         attempts = 0
         while True:
             attempts += 1

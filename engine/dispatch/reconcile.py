@@ -5,7 +5,10 @@ and becomes `unknown` when the provider call timed out or the connection dropped
 request went out. Either may have been delivered. The rules, in order:
 
 0. `claimed` for longer than `after` → `planned` again: a dispatcher claimed it and died before
-   its request (rows turn `sending` just before theirs), so it is safe to send;
+   its request (rows turn `sending` just before theirs), so it is safe to send. "Longer" is
+   measured on the real clock (`wall`, against the row's `claimed_at`) when it is given, as a
+   live tick does: a re-run at the same `--now` still sees a dead dispatcher's claim expire,
+   and a tick far ahead of a live one does not take its claims;
 1. the outbox (when its directory is given): the truth is on disk. A `sending` row older than
    `after`, or an `unknown` one, is `sent` when its `<send_key>.eml` is committed and whole (the
    channel writes a temp file and renames it, so the name means a complete message; it is parsed
@@ -46,17 +49,30 @@ class ReconcileResult:
 
 
 def reconcile(
-    conn: Connection, now: datetime, after: timedelta, run_id: str, outbox: Path | None = None
+    conn: Connection,
+    now: datetime,
+    after: timedelta,
+    run_id: str,
+    outbox: Path | None = None,
+    wall: datetime | None = None,
 ) -> ReconcileResult:
     """Apply the rules at `now`. The caller owns the transaction.
 
     `outbox`: the outbox directory when the project's channel is the outbox; its rows are then
-    settled from the disk (rule 1). Without it every row follows the provider rules (2–4)."""
+    settled from the disk (rule 1). Without it every row follows the provider rules (2–4).
+    `wall`: the real clock's time (naive UTC); claims expire by it (rule 0). Without it, or for a
+    row claimed before claims carried `claimed_at`, by the tick's `now`."""
     has_event = exists().where(message_events.c.send_key == ledger.c.send_key)
     stale = ledger.c.updated_at < now - after
+    expired: Any = stale
+    if wall is not None:
+        expired = or_(
+            and_(ledger.c.claimed_at.is_not(None), ledger.c.claimed_at < wall - after),
+            and_(ledger.c.claimed_at.is_(None), stale),
+        )
     requeued = _settle(
         conn,
-        [ledger.c.status == "claimed", stale],
+        [ledger.c.status == "claimed", expired],
         ("planned", None),
         now,
         run_id,
@@ -120,7 +136,7 @@ def _settle_from_disk(
             why = (Decision.RECONCILED, Reason.FOUND_IN_OUTBOX, sent_detail)
         else:
             # The dead dispatcher's claim is void, and this was not an attempt.
-            stmt = stmt.values(status="planned", claim_token=None, updated_at=now)
+            stmt = stmt.values(status="planned", claim_token=None, claimed_at=None, updated_at=now)
             why = (Decision.DEFERRED, Reason.NOT_IN_OUTBOX, requeue_detail)
         if conn.execute(stmt).rowcount != 1:
             continue
@@ -148,6 +164,7 @@ def _settle(
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == "planned":
         values["claim_token"] = None  # back in the queue: the dead dispatcher's claim is void
+        values["claimed_at"] = None
     if error is not None:
         values["error"] = error
     for start in range(0, len(ids), 1000):

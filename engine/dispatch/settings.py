@@ -41,6 +41,10 @@ class DispatchSettings:
     None: no caps and no calendar (suppression still holds)."""
     limiter: RateLimiter | None = None
     """The global send rate, shared by every dispatcher; None: as fast as the channel allows."""
+    approvals: bool = False
+    """`approvals: required`: email content goes out only once approved (engine/approvals/)."""
+    archive: bool = True
+    """Keep each email as it went out (engine/archive.py), in the commit that marks it `sending`."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.experiments.report import EMAIL_METRICS, ExperimentResult
 from engine.experiments.stats import format_percent
+from engine.output import Layout
 
 
 def all_rows(results: Iterable[ExperimentResult]) -> Iterator[dict[str, Any]]:
@@ -52,6 +53,38 @@ def rate_text(count: int, n: int, applies: bool = True) -> str:
 
 OVERVIEW_COLUMNS = ("arm", "enrolled", "sent", *EMAIL_METRICS, "converted")
 """The columns of the every-metric table: counts for enrolled and sent, rates for the rest."""
+
+ARMS_COLUMNS = ("arm", "n", "conversions", "rate", "95% CI", "lift vs control", "p (Holm)", "verdict")
+"""The columns of the comparison on the experiment's metric."""
+
+ARMS_LAYOUT = Layout(
+    columns=ARMS_COLUMNS,
+    heading=("arm",),
+    numeric=frozenset({"n", "conversions", "rate", "p (Holm)"}),
+    detail="verdict",
+    labels={"verdict": "verdict"},
+)
+"""The comparison: a table, or per arm a block whose verdict has a line of its own."""
+
+OVERVIEW_LAYOUT = Layout(columns=OVERVIEW_COLUMNS, heading=("arm",), numeric=frozenset(OVERVIEW_COLUMNS[1:]))
+"""Every metric per arm: a table, or per arm a block of `metric rate` pairs."""
+
+
+def arm_rows(result: ExperimentResult) -> list[dict[str, str]]:
+    """The comparison's rows as text, one per compared arm."""
+    return [
+        {
+            "arm": arm_label(a.arm, a.is_control, a.holdout),
+            "n": str(a.n),
+            "conversions": str(a.conversions),
+            "rate": rate_text(a.conversions, a.n),
+            "95% CI": ci_text(a.ci_low, a.ci_high),
+            "lift vs control": lift_text(a.lift_abs, a.lift_rel),
+            "p (Holm)": p_text(a.p_value_holm),
+            "verdict": a.verdict,
+        }
+        for a in result.report.arms
+    ]
 
 
 def overview(result: ExperimentResult) -> list[dict[str, str]]:

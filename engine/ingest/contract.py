@@ -141,6 +141,8 @@ def _zones() -> frozenset[str]:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str and len(value) <= _TEXT_LIMIT:  # the usual case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadValue(f"{_shown(value)} is not text")
     text = str(value)
@@ -222,14 +224,24 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 
 def convert(column: Column, value: Any) -> Any:
     """`value` as `column` stores it, or BadValue saying why not."""
-    parser = _PARSERS.get(column.type)
+    return converter(column.type)(value)
+
+
+@cache
+def converter(column_type: str) -> Callable[[Any], Any]:
+    """The function turning a raw value into a stored one for `column_type` (BadValue if it cannot)."""
+    parser = _PARSERS.get(column_type)
     if parser is not None:
-        return parser(value)
-    choices = column.type.split("|")
-    text = _text(value)
-    if text not in choices:
-        raise BadValue(f"'{text}' is not one of {', '.join(choices)}{did_you_mean(text, choices)}")
-    return text
+        return parser
+    choices = column_type.split("|")
+
+    def one_of(value: Any) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise BadValue(f"'{text}' is not one of {', '.join(choices)}{did_you_mean(text, choices)}")
+        return text
+
+    return one_of
 
 
 def bag_value(value: str) -> Any:

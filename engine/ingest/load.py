@@ -8,25 +8,34 @@ alone — so importing a file twice changes nothing. The whole import is one tra
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, select, true
 
-from engine.ingest.contract import CONTRACT, BadValue, Kind, bag_value, convert
-from engine.ingest.parse import ROW_ERROR, RawRow, read_rows
+from engine.ingest.contract import CONTRACT, BadValue, Kind, bag_value, converter
+from engine.ingest.parse import ROW_ERROR, FileProblem, Position, RawRow, read_rows
+from engine.ingest.seen import SeenKeys
 from engine.store import models
-from engine.store.bulk import conflict_insert
+from engine.store.bulk import bulk_insert, clear_tables, conflict_insert
+from engine.store.freshness import Arrival, event_source, record_arrivals
 
 # Rows validated, resolved and written together: bounded memory, few round trips.
 CHUNK = 1000
+# New rows staged before they move into their table together.
+_STAGED = 50_000
+# References remembered per column before the memory is emptied (a few MB at most).
+_LOOKUPS = 200_000
 _TABLES: dict[str, Table] = {
     "accounts": models.accounts,
     "contacts": models.contacts,
@@ -86,7 +95,7 @@ class Summary:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     path: str
     line: int
@@ -104,24 +113,42 @@ def import_files(
     on_error: str = "stop",
     dry_run: bool = False,
     on_reject: Callable[[Reject], None] = lambda reject: None,
+    on_progress: Callable[[int, int], None] = lambda rows, done: None,
     now: datetime,
 ) -> Summary:
-    """Import `paths` as rows of `kind`; `on_reject` hears of each bad row as it is found.
-    `now` (naive UTC) dates the suppressions it adds.
+    """Import `paths` as rows of `kind`; `on_reject` hears of each bad row as it is found,
+    `on_progress` of the rows read and the bytes of the files read so far after each chunk.
+    `now` (naive UTC, the wall clock) dates the suppressions it adds and the arrival of the data
+    recorded for the freshness guardrail (`data_sources`, in the same transaction).
 
-    Raises parse.FileProblem (nothing written) when a file cannot be read at all."""
+    Raises parse.FileProblem (nothing written) when a file cannot be read at all, or when a
+    CSV file's header lacks a required column."""
     started = time.perf_counter()
     summary = Summary(kind, dry_run=dry_run)
+    contract = CONTRACT[kind]
+    arrivals: dict[str, list[Any]] = {}  # source → [rows, latest data time]
+    rows_read = bytes_before = 0
+    lookups, staging = _Lookups(), _Staging()
     with engine.connect() as conn:
         transaction = conn.begin()
         for path in paths:
-            seen: dict[str, int] = {}  # key → line, for duplicates inside one file
-            rows = read_rows(path, fmt)
-            while chunk := list(islice(rows, CHUNK)):
-                checked = _checked(CONTRACT[kind], str(path), chunk, seen, summary, on_reject)
-                _write(conn, CONTRACT[kind], checked, summary, on_reject, now)
+            seen = SeenKeys()  # duplicates inside one file
+            position = Position()
+            try:
+                rows = read_rows(path, fmt, on_header=_header_check(contract, str(path)), position=position)
+                while chunk := list(islice(rows, CHUNK)):
+                    checked = _checked(contract, str(path), chunk, seen, summary, on_reject)
+                    _write(conn, contract, checked, summary, on_reject, now, arrivals, lookups, staging)
+                    rows_read += len(chunk)
+                    on_progress(rows_read, bytes_before + position.bytes)
+                summary.inserted += staging.move(conn)  # a later file may name the same keys
+            finally:
+                seen.close()
+            bytes_before += position.bytes
+        staging.drop(conn)
         keep = not dry_run and not (on_error == "stop" and summary.rejected)
         if keep:
+            record_arrivals(conn, {source: Arrival(n, latest) for source, (n, latest) in arrivals.items()}, now)
             transaction.commit()
         else:
             transaction.rollback()
@@ -132,29 +159,49 @@ def import_files(
     return summary
 
 
+def _header_check(kind: Kind, path: str) -> Callable[[list[str]], None]:
+    """A check of a CSV header: a required column it lacks is one problem for the whole file,
+    said once, rather than the same message on every row."""
+
+    def check(names: list[str]) -> None:
+        missing = [c.name for c in kind.columns if c.required and c.name not in names]
+        if not missing:
+            return
+        strays = [name for name in names if kind.column(name) is None and not name.startswith("_")]
+        said = []
+        for name in missing:
+            close = difflib.get_close_matches(name, strays, n=1, cutoff=0.6)
+            hint = f" (is '{close[0]}' a misspelling?)" if close else ""
+            said.append(f"required column '{name}' is missing from the header{hint}")
+        raise FileProblem(path, 1, "; ".join(said))
+
+    return check
+
+
 def _checked(
     kind: Kind,
     path: str,
     chunk: list[tuple[int, RawRow]],
-    seen: dict[str, int],
+    seen: SeenKeys,
     summary: Summary,
     on_reject: Callable[[Reject], None],
 ) -> list[_Row]:
-    good = []
+    valid: list[_Row] = []
     for line, raw in chunk:
         row = _Row(path, line, raw)
         problems = _validate(kind, row)
-        key = row.values.get(kind.key)
-        if not problems and key is not None:
-            if key in seen:
-                problems = [f"duplicate {kind.key} '{key}' (first on line {seen[key]})"]
-            else:
-                seen[key] = line
         if problems:
             _reject(row, "; ".join(problems), summary, on_reject)
         else:
-            good.append(row)
-    return good
+            valid.append(row)
+    keyed = [row for row in valid if row.values.get(kind.key) is not None]
+    firsts = seen.first_lines([str(row.values[kind.key]) for row in keyed], [row.line for row in keyed])
+    duplicates: set[int] = set()
+    for row, first in zip(keyed, firsts, strict=True):
+        if first is not None:
+            duplicates.add(id(row))
+            _reject(row, f"duplicate {kind.key} '{row.values[kind.key]}' (first on line {first})", summary, on_reject)
+    return [row for row in valid if id(row) not in duplicates] if duplicates else valid
 
 
 def _reject(row: _Row, reason: str, summary: Summary, on_reject: Callable[[Reject], None]) -> None:
@@ -162,14 +209,36 @@ def _reject(row: _Row, reason: str, summary: Summary, on_reject: Callable[[Rejec
     on_reject(Reject(row.path, row.line, row.raw, reason))
 
 
+@cache
+def _parsers(kind_name: str) -> dict[str, tuple[Callable[[Any], Any], bool]]:
+    """Column name → (its converter, whether it is a reference): one dict lookup per value."""
+    return {c.name: (converter(c.type), c.name in _REFERENCES) for c in CONTRACT[kind_name].columns}
+
+
 def _validate(kind: Kind, row: _Row) -> list[str]:
     """Fill `row.values` / `row.refs` from `row.raw`; return what is wrong with it."""
+    # The innermost loop of an import (once per value of every row): kept to dict lookups.
     if ROW_ERROR in row.raw:
         return [str(row.raw[ROW_ERROR])]
     problems: list[str] = []
     bag: dict[str, Any] = {}
     bad: set[str] = set()  # columns given but wrong: already reported, not "required" too
+    parsers = _parsers(kind.name)
+    values, refs = row.values, row.refs
     for name, value in row.raw.items():
+        entry = parsers.get(name)
+        if entry is not None:
+            if value == "" or value is None:
+                continue
+            parse, is_reference = entry
+            try:
+                converted = parse(value.strip() if isinstance(value, str) else value)
+            except BadValue as exc:
+                problems.append(f"column '{name}': {exc}")
+                bad.add(name)
+                continue
+            (refs if is_reference else values)[name] = converted
+            continue
         if name.startswith("_"):  # e.g. the _reason column of a rejects file
             continue
         if kind.bag and name == kind.bag and isinstance(value, dict):
@@ -179,19 +248,22 @@ def _validate(kind: Kind, row: _Row) -> list[str]:
             if value not in ("", None):
                 bag[name[len(kind.bag) + 1 :]] = bag_value(value) if isinstance(value, str) else value
             continue
-        column = kind.column(name)
-        if column is None:
-            problems.append(kind.unknown_column_message(name))
-            continue
-        if value in ("", None):
-            continue
-        try:
-            converted = convert(column, value.strip() if isinstance(value, str) else value)
-        except BadValue as exc:
-            problems.append(f"column '{name}': {exc}")
-            bad.add(name)
-            continue
-        (row.refs if name in _REFERENCES else row.values)[name] = converted
+        problems.append(kind.unknown_column_message(name))
+    # Every column given and good (the usual row): nothing is missing, nothing to default.
+    if len(values) + len(refs) < len(kind.columns):
+        problems += _absent(kind, row, bad)
+    if kind.bag:
+        row.values[kind.bag] = bag
+    if kind.name == "suppressions" and "email" in row.values:
+        row.values["email"] = row.values["email"].lower()
+    if kind.name == "events" and not problems and "event_id" not in row.values:
+        row.values["event_id"] = _event_key(row)
+    return problems
+
+
+def _absent(kind: Kind, row: _Row, bad: set[str]) -> list[str]:
+    """Columns `row` does not give: required ones are problems, the others get their default."""
+    problems = []
     for column in kind.columns:
         if column.name not in row.values and column.name not in row.refs and column.name not in bad:
             if column.required:
@@ -200,12 +272,6 @@ def _validate(kind: Kind, row: _Row) -> list[str]:
                 row.values[_REFERENCES[column.name][1]] = None
             elif column.name != kind.key:  # absent: the default, or cleared
                 row.values[column.name] = column.default
-    if kind.bag:
-        row.values[kind.bag] = bag
-    if kind.name == "suppressions" and "email" in row.values:
-        row.values["email"] = row.values["email"].lower()
-    if kind.name == "events" and not problems and "event_id" not in row.values:
-        row.values["event_id"] = _event_key(row)
     return problems
 
 
@@ -222,11 +288,20 @@ def _event_key(row: _Row) -> str:
 
 
 def _write(
-    conn: Connection, kind: Kind, rows: list[_Row], summary: Summary, on_reject: Callable[[Reject], None], at: datetime
+    conn: Connection,
+    kind: Kind,
+    rows: list[_Row],
+    summary: Summary,
+    on_reject: Callable[[Reject], None],
+    at: datetime,
+    arrivals: dict[str, list[Any]],
+    lookups: _Lookups,
+    staging: _Staging,
 ) -> None:
-    rows = _resolved(conn, rows, summary, on_reject)
+    rows = _resolved(conn, rows, summary, on_reject, lookups)
     if not rows:
         return
+    _count_arrivals(kind, rows, at, arrivals)
     table = _TABLES[kind.name]
     key = table.c[kind.key]
     keys = [row.values[kind.key] for row in rows]
@@ -241,12 +316,25 @@ def _write(
         else:
             summary.unchanged += 1
     if inserts:
-        # DO NOTHING on a key another writer stored meanwhile: never a duplicate, never an error.
-        conn.execute(conflict_insert(conn, table).on_conflict_do_nothing(index_elements=[key]), inserts)
-        summary.inserted += len(inserts)
+        summary.inserted += staging.insert(conn, table, key.name, inserts)
     if updates:
         conn.execute(table.update().where(key == bindparam("b_key")), updates)
         summary.updated += len(updates)
+
+
+def _count_arrivals(kind: Kind, rows: list[_Row], at: datetime, arrivals: dict[str, list[Any]]) -> None:
+    """Add `rows` (accepted, written or unchanged: either way the feed is alive) to `arrivals`:
+    per event name with its newest `occurred_at`; per table, with the time they arrived."""
+    if kind.name == "events":
+        for row in rows:
+            entry = arrivals.setdefault(event_source(row.values["name"]), [0, None])
+            entry[0] += 1
+            occurred = row.values["occurred_at"]
+            if entry[1] is None or occurred > entry[1]:
+                entry[1] = occurred
+    elif kind.name != "suppressions":
+        entry = arrivals.setdefault(kind.name, [0, at])
+        entry[0] += len(rows)
 
 
 def _differs(stored: Any, value: Any) -> bool:
@@ -255,21 +343,124 @@ def _differs(stored: Any, value: Any) -> bool:
     return bool(stored != value)
 
 
-def _resolved(conn: Connection, rows: list[_Row], summary: Summary, on_reject: Callable[[Reject], None]) -> list[_Row]:
+class _Staging:
+    """New rows reach their table through a temporary staging table: loaded by the driver's
+    fast path (`bulk_insert`: SQLite executemany, PostgreSQL COPY) chunk after chunk, then moved
+    every _STAGED rows (and at the end of each file) with one `INSERT … SELECT … ON CONFLICT DO
+    NOTHING` — so a key another writer stored meanwhile is neither doubled nor an error, at a
+    fraction of the cost of SQLAlchemy binding every row. The staged rows wait in the database
+    (a temporary table spills to disk), not in memory."""
+
+    def __init__(self) -> None:
+        self.table: Table | None = None
+        self.target: Table | None = None
+        self.key = ""
+        self.staged = 0
+
+    def insert(self, conn: Connection, target: Table, key: str, rows: list[dict[str, Any]]) -> int:
+        """Stage `rows` (dicts with the same keys) for `target`; return how many rows went into
+        `target` (those of a move, when this call made one)."""
+        names = list(rows[0])
+        staging = self.table
+        if staging is None or [c.name for c in staging.c] != names:
+            moved = self.move(conn)
+            self.drop(conn)
+            staging = Table(
+                f"import_{target.name}",
+                MetaData(),
+                *(Column(name, target.c[name].type) for name in names),
+                prefixes=["TEMPORARY"],
+            )
+            # A left-over one is possible on SQLite, whose DDL may run outside the transaction.
+            staging.drop(conn, checkfirst=True)
+            staging.create(conn)
+            self.table, self.target, self.key = staging, target, key
+        else:
+            moved = 0
+        self.staged += bulk_insert(conn, staging, names, map(itemgetter(*names), rows))
+        return moved + (self.move(conn) if self.staged >= _STAGED else 0)
+
+    def move(self, conn: Connection) -> int:
+        """Move the staged rows into their table, unless their key is taken; return how many went in."""
+        if self.table is None or self.target is None or not self.staged:
+            return 0
+        names = [c.name for c in self.table.c]
+        # WHERE true: SQLite reads `INSERT … SELECT … ON CONFLICT` as a join's ON without it.
+        moved = conflict_insert(conn, self.target).from_select(names, select(*self.table.c).where(true()))
+        result = conn.execute(moved.on_conflict_do_nothing(index_elements=[self.target.c[self.key]]))
+        count = int(result.rowcount) if result.rowcount >= 0 else self.staged
+        # TRUNCATE on PostgreSQL: a temporary table is never vacuumed, and dead rows would make
+        # every later move scan them.
+        clear_tables(conn, [self.table])
+        self.staged = 0
+        return count
+
+    def drop(self, conn: Connection) -> None:
+        """Drop the staging table, if one was made (inside the import's transaction)."""
+        if self.table is not None:
+            self.table.drop(conn)
+            self.table = None
+
+
+class _Lookups:
+    """The store ids of the references met so far in this import (a miss kept as None).
+
+    Events name the same accounts and contacts over and over: one query per new name rather
+    than per chunk. Sound because an import never writes the tables it references (events
+    reference accounts and contacts, contacts accounts, accounts CSMs). Bounded: emptied when
+    it grows past _LOOKUPS entries, so memory stays flat."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, dict[str, int | None]] = {name: {} for name in _REFERENCES}
+        # A contact's account: (its id, its external id).
+        self.owners: dict[str, tuple[int, str | None]] = {}
+
+    def fetch(self, conn: Connection, name: str, wanted: list[str]) -> None:
+        """Look up the `wanted` references of column `name` not already known."""
+        known = self.ids[name]
+        if len(known) > _LOOKUPS:
+            known.clear()
+            if name == "contact_external_id":
+                self.owners.clear()
+        wanted = [ref for ref in wanted if ref not in known]
+        if not wanted:
+            return
+        table = _REFERENCES[name][0]
+        if table is models.contacts:
+            owner = models.accounts
+            query = (
+                select(table.c.external_id, table.c.id, table.c.account_id, owner.c.external_id.label("owner"))
+                .join(owner, owner.c.id == table.c.account_id)
+                .where(table.c.external_id.in_(wanted))
+            )
+            for r in conn.execute(query):
+                known[r.external_id] = r.id
+                self.owners[r.external_id] = (r.account_id, r.owner)
+        else:
+            query = select(table.c.external_id, table.c.id).where(table.c.external_id.in_(wanted))
+            known.update((r.external_id, r.id) for r in conn.execute(query))
+        for ref in wanted:
+            known.setdefault(ref, None)
+
+
+def _resolved(
+    conn: Connection, rows: list[_Row], summary: Summary, on_reject: Callable[[Reject], None], lookups: _Lookups
+) -> list[_Row]:
     """Rows whose references name rows of the store, with their ids filled in; the rest rejected."""
-    ids: dict[str, dict[str, int]] = {}
-    for name, (table, _) in _REFERENCES.items():
+    for name in _REFERENCES:
         wanted = sorted({row.refs[name] for row in rows if name in row.refs})
         if wanted:
-            query = select(table.c.external_id, table.c.id).where(table.c.external_id.in_(wanted))
-            ids[name] = {r.external_id: r.id for r in conn.execute(query)}
+            lookups.fetch(conn, name, wanted)
+    ids = lookups.ids
     kept = []
     for row in rows:
         missing = [
             f"{name} '{ref}': no such {_REFERENCES[name][0].name[:-1]} in the store or earlier in this import"
             for name, ref in row.refs.items()
-            if ref not in ids.get(name, {})
+            if ids[name].get(ref) is None
         ]
+        if not missing and _names_both(row):
+            missing = _other_account(row, ids, lookups.owners)
         if missing:
             _reject(row, "; ".join(missing), summary, on_reject)
             continue
@@ -277,3 +468,21 @@ def _resolved(conn: Connection, rows: list[_Row], summary: Summary, on_reject: C
             row.values[_REFERENCES[name][1]] = ids[name][ref]
         kept.append(row)
     return kept
+
+
+def _names_both(row: _Row) -> bool:
+    """Whether `row` names both an account and a contact (an event's, as contacts name no contact)."""
+    return "contact_external_id" in row.refs and "account_external_id" in row.refs
+
+
+def _other_account(
+    row: _Row, ids: dict[str, dict[str, int | None]], owners: dict[str, tuple[int, str | None]]
+) -> list[str]:
+    """An event's contact must be one of its account's people: a row saying otherwise is wrong
+    about one of the two, and the playbooks would count it for the wrong customer."""
+    contact, account = row.refs["contact_external_id"], row.refs["account_external_id"]
+    owner_id, owner = owners[contact]
+    if owner_id == ids["account_external_id"][account]:
+        return []
+    shown = f"'{owner}'" if owner is not None else f"#{owner_id} (no external_id)"
+    return [f"contact_external_id '{contact}' belongs to account {shown}, not '{account}'"]

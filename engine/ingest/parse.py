@@ -12,7 +12,7 @@ import gzip
 import io
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,32 +46,55 @@ def format_of(path: Path, given: str | None) -> str:
     raise FileProblem(str(path), 0, "cannot tell the format from the name; say --format csv or --format jsonl")
 
 
-def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, RawRow]]:
-    """Each row of `path` with the line it starts on; FileProblem when the file cannot be read."""
+class Position:
+    """How far a reading has got, in bytes of the file as it lies on disk (for a gzipped file,
+    compressed bytes): what a progress bar measures against the file's size."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def read_rows(
+    path: Path,
+    fmt: str | None = None,
+    *,
+    on_header: Callable[[list[str]], None] | None = None,
+    position: Position | None = None,
+) -> Iterator[tuple[int, RawRow]]:
+    """Each row of `path` with the line it starts on; FileProblem when the file cannot be read.
+
+    `on_header` hears a CSV file's column names before its first row (it may raise
+    FileProblem); `position` follows the bytes read."""
     shown = str(path)
     kind = format_of(path, fmt)
     try:
-        binary: _Binary = gzip.GzipFile(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+        disk = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise FileProblem(shown, 0, f"cannot open: {exc.strerror or exc}") from None
-    lines = _Lines(binary, shown)
+    binary: _Binary = gzip.GzipFile(fileobj=disk, mode="rb") if path.name.lower().endswith(".gz") else disk
+    lines = _Lines(binary, shown, position or Position(), disk if binary is not disk else None)
     try:
         # A NUL anywhere near the start: a binary file (an image, a spreadsheet), named as such
         # rather than as the encoding error its first bytes would give.
         if b"\0" in binary.peek(8192)[:8192]:
             raise FileProblem(shown, 1, "binary data (a NUL byte): not a CSV or JSON lines file")
-        yield from (_csv_rows if kind == "csv" else _jsonl_rows)(lines, shown)
+        if kind == "csv":
+            yield from _csv_rows(lines, shown, on_header)
+        else:
+            yield from _jsonl_rows(lines, shown)
     except (OSError, EOFError, zlib.error) as exc:  # a damaged or truncated gzip stream
         raise FileProblem(shown, lines.number, f"cannot read: {exc}") from None
     finally:
         binary.close()
+        disk.close()
 
 
 class _Lines:
     """The text lines of a binary stream, counted, each at most MAX_LINE bytes, UTF-8, no NULs."""
 
-    def __init__(self, stream: _Binary, path: str) -> None:
+    def __init__(self, stream: _Binary, path: str, position: Position, compressed: io.BufferedReader | None) -> None:
         self.stream, self.path, self.number = stream, path, 0
+        self.position, self.compressed = position, compressed
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -79,8 +102,15 @@ class _Lines:
     def __next__(self) -> str:
         raw = self.stream.readline(MAX_LINE + 1)
         if not raw:
+            if self.compressed is not None:
+                self.position.bytes = self.compressed.tell()
             raise StopIteration
         self.number += 1
+        # Plain files: the line's length; gzip: where the compressed stream has got to.
+        if self.compressed is None:
+            self.position.bytes += len(raw)
+        elif self.number % 256 == 0:
+            self.position.bytes = self.compressed.tell()
         if len(raw) > MAX_LINE:
             raise FileProblem(
                 self.path, self.number, f"line is longer than {MAX_LINE // 1024} KB; is this the right file?"
@@ -96,7 +126,7 @@ class _Lines:
         return text.removeprefix("\ufeff") if self.number == 1 else text
 
 
-def _csv_rows(lines: _Lines, path: str) -> Iterator[tuple[int, RawRow]]:
+def _csv_rows(lines: _Lines, path: str, on_header: Callable[[list[str]], None] | None) -> Iterator[tuple[int, RawRow]]:
     reader = csv.reader(lines)
     try:
         header = next(reader, None)
@@ -110,6 +140,8 @@ def _csv_rows(lines: _Lines, path: str) -> Iterator[tuple[int, RawRow]]:
             if name in seen:
                 raise FileProblem(path, 1, f"column '{name}' appears twice in the header")
             seen.add(name)
+        if on_header is not None:
+            on_header(names)
         start = lines.number + 1
         for cells in reader:
             if cells:

@@ -134,6 +134,19 @@ _SYNTAX_HINTS = {
 
 def parse_yaml(raw: bytes | str, path: str) -> Located:
     """Parse one YAML document. Raises ProblemsFound with every problem at its line:col."""
+    located, problems = parse_yaml_keeping_data(raw, path)
+    if problems or located is None:
+        raise ProblemsFound(problems)
+    return located
+
+
+def parse_yaml_keeping_data(raw: bytes | str, path: str) -> tuple[Located | None, list[Problem]]:
+    """Parse one YAML document; the data as far as it can be built, and every problem found.
+
+    A duplicate or empty key costs only that key: the rest of the document is still returned, so
+    `validate` can check it in the same run. Syntax errors, alias bombs and cycles leave no data
+    (None). Raises ProblemsFound only for what stops parsing before any data exists.
+    """
     if len(raw) > MAX_BYTES:
         size = len(raw) / 1_000_000
         raise ProblemsFound([Problem(path, 1, 1, f"file is {size:.1f} MB; playbooks are limited to 1 MB")])
@@ -165,12 +178,12 @@ def parse_yaml(raw: bytes | str, path: str) -> Located:
         builder.problems.append(
             Problem(path, stop.node.start_mark.line + 1, stop.node.start_mark.column + 1, stop.message)
         )
+        return None, builder.problems
     except RecursionError:
         builder.problems.append(Problem(path, 1, 1, f"nested more than {MAX_DEPTH} levels deep"))
-    if builder.problems:
-        raise ProblemsFound(builder.problems)
+        return None, builder.problems
     builder.marks[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
-    return Located(data=data, path=path, marks=builder.marks)
+    return Located(data=data, path=path, marks=builder.marks), builder.problems
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:

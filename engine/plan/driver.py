@@ -150,8 +150,13 @@ def _goals_and_exits(conn: Connection, plan: Plan, running: Running, now: dateti
         compiled = items[0][1]
         ids = [e.id for e, _, _ in items]
         spec = compiled.spec
-        reached = set(conn.execute(goal_reached(spec.subject, spec.goal, ids, now)).scalars()) if spec.goal else set()
-        leaving = set(conn.execute(holding(spec.subject, spec.exit_, ids, now)).scalars()) if spec.exit_ else set()
+        traits = compiled.traits
+        reached = (
+            set(conn.execute(goal_reached(spec.subject, spec.goal, ids, now, traits)).scalars()) if spec.goal else set()
+        )
+        leaving = (
+            set(conn.execute(holding(spec.subject, spec.exit_, ids, now, traits)).scalars()) if spec.exit_ else set()
+        )
         for enrollment, _, _ in items:
             if enrollment.id in reached:
                 goal = spec.goal
@@ -179,7 +184,7 @@ def _conditions(conn: Connection, running: Running, now: datetime) -> dict[tuple
                 conditions["branch"] = step.spec.branch.if_
             for which, condition in conditions.items():
                 if condition is not None:
-                    query = holding(compiled.subject, condition, ids, now)
+                    query = holding(compiled.subject, condition, ids, now, compiled.traits)
                     holds[(version, step.id, which)] = set(conn.execute(query).scalars())
     return holds
 

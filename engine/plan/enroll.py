@@ -33,6 +33,7 @@ from sqlalchemy import (
 
 from engine.audit import Decision, Reason
 from engine.compile import CompiledPlaybook
+from engine.guard.checks import Circuit
 from engine.plan.versions import remember
 from engine.store.bulk import conflict_insert
 from engine.store.models import audit_log, condition_state, enrollments
@@ -44,13 +45,18 @@ class EvaluateResult:
 
     matched: int
     enrolled: int
+    circuit: str | None = None
+    """Set when the circuit breaker tripped: what the tick would have enrolled (nobody was)."""
 
 
-def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str) -> EvaluateResult:
+def evaluate(
+    conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id: str, circuit: Circuit | None = None
+) -> EvaluateResult:
     """Match and enroll at `now`. The caller owns the transaction.
 
     The playbook's predicate runs once: its occurrences go to a temporary table, which gives
     `matched`, feeds the guarded enrollment insert and, for edge triggers, the condition state.
+    With a `circuit`, what would be admitted is counted before the INSERT; a trip enrolls nobody.
     """
     lock_playbook(conn, playbook.id)
     remember(conn, playbook, now)
@@ -64,6 +70,12 @@ def evaluate(conn: Connection, playbook: CompiledPlaybook, now: datetime, run_id
         # Enrollments carry this call's own token: a retried task (same run id, same now) must
         # audit only what it inserted itself.
         batch = f"{run_id}/{uuid.uuid4().hex[:8]}"
+        # Fewer matches than the ceiling cannot exceed it: the admitted rows are counted only above it.
+        if circuit is not None and matched > playbook.spec.limits.max_enrollments:
+            would = conn.execute(select(func.count()).select_from(playbook.admit(scratch, now).subquery())).scalar_one()
+            trip = circuit.trip(conn, playbook, now, run_id, int(would))
+            if trip is not None:
+                return EvaluateResult(matched=int(matched), enrolled=0, circuit=trip.describe(playbook.subject))
         enrolled = _enroll(conn, playbook, playbook.admit(scratch, now), now, batch) if matched else 0
         if enrolled:
             _audit_enrollments(conn, playbook, now, run_id, batch)

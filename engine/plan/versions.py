@@ -14,6 +14,7 @@ from engine.compile import CompiledPlaybook, CompiledStep
 from engine.compile.playbook import compile_spec
 from engine.load import load_playbook_text
 from engine.spec import EmailStep
+from engine.spec.traits import NO_TRAITS, TraitTypes
 from engine.store.bulk import conflict_insert
 from engine.store.models import ledger, playbook_versions
 
@@ -37,8 +38,9 @@ def remember(conn: Connection, playbook: CompiledPlaybook, now: datetime) -> Non
 class VersionStore:
     """Earlier versions, loaded from the store on demand and compiled once."""
 
-    def __init__(self, known: dict[tuple[str, str], CompiledPlaybook]) -> None:
+    def __init__(self, known: dict[tuple[str, str], CompiledPlaybook], traits: TraitTypes = NO_TRAITS) -> None:
         self._cache = dict(known)
+        self._traits = traits
 
     def get(self, conn: Connection, playbook_id: str, version: str) -> CompiledPlaybook | None:
         """The compiled version, or None when it was never recorded."""
@@ -52,7 +54,7 @@ class VersionStore:
             if spec is None or not spec.get("source"):
                 return None
             loaded = load_playbook_text(spec["source"], f"{spec.get('path') or playbook_id}@{version}")
-            self._cache[key] = compile_spec(loaded.spec, version, loaded.path, loaded.source)
+            self._cache[key] = compile_spec(loaded.spec, version, loaded.path, loaded.source, self._traits)
         return self._cache[key]
 
 

@@ -1,19 +1,24 @@
 """The global send rate, shared by every dispatcher.
 
-A limiter hands out *send times*: `reserve(n)` returns n wall-clock moments (unix seconds), one
-per message, spaced `1 / rate` apart after every moment handed out before, to any dispatcher.
+A limiter hands out *send times*: `reserve(n)` returns up to n wall-clock moments (unix seconds),
+one per message, spaced `1 / rate` apart after every moment handed out before, to any dispatcher
+(the store's schedule always n; Prefect's what is left of its current grant, the caller asking
+again for the rest).
 The sending threads wait for their moment, so the messages leave evenly paced rather than in
 bursts, and the rate holds in any window, not just on average.
 
 * `DatabaseRateLimiter`: the schedule lives in the `rate_limits` row of the store; the row is
   locked for the few microseconds of a reservation (an UPDATE first, which locks on SQLite and
   PostgreSQL alike). Used when no Prefect server is configured.
-* `PrefectRateLimiter`: Prefect's global concurrency limit with slot decay (`rate_limit`), for
-  deployments that run on a Prefect server: `prefect gcl create touchflow-send --limit N
-  --slot-decay-per-second R`. Prefect grants a slot per message; its decay sets the pace (a
-  burst of up to N after a pause, then R a second).
+* `PrefectRateLimiter`: Prefect's global concurrency limit with slot decay, for deployments that
+  run on a Prefect server: `prefect gcl create touchflow-send --limit N --slot-decay-per-second R`
+  (N about R: a grant covers N / R seconds of sending). Slots are taken N at a time, one API
+  call per grant, and spread 1 / R apart over the grant (see the class).
 
-Reservations are not refunded: a dispatcher that dies leaves a gap of at most its window.
+A send time is a promise to send *at* that moment, not "from then on": a message that finds its
+moment passed by more than `late_slack(rate)` (its process stalled) is not sent at once but given
+a new time (`pace`), so a stall never turns into a burst of catching up. Reservations are not
+refunded: a dispatcher that dies, or stalls, leaves a gap of at most its window.
 
 Pacing needs the real wall clock (send times are shared between processes, so unix seconds, not
 a monotonic clock): it is injected as `clock` (default `time.time`) and waiting as `sleep`
@@ -22,9 +27,12 @@ a monotonic clock): it is injected as `clock` (default `time.time`) and waiting 
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select, update
 
@@ -33,13 +41,21 @@ from engine.store.models import rate_limits
 
 DEFAULT_NAME = "touchflow-send"
 
+log = logging.getLogger("touchflow.ratelimit")
+
+
+class RateLimitMissing(RuntimeError):
+    """The configured Prefect limit does not exist (or cannot pace): says what to create."""
+
 
 class RateLimiter(Protocol):
     """Hands out send times (unix seconds) at a fixed rate across processes."""
 
     rate: float
 
-    def reserve(self, n: int) -> list[float]: ...
+    def reserve(self, n: int) -> list[float]:
+        """Between 1 and `n` consecutive send times (none for n <= 0); ask again for the rest."""
+        ...
 
 
 class DatabaseRateLimiter:
@@ -77,23 +93,152 @@ class DatabaseRateLimiter:
 
 
 class PrefectRateLimiter:
-    """Prefect's global concurrency limit `name` (with slot decay) grants one slot per message;
-    each message may go the moment its slot is granted, so the server's decay is the pace for
-    every dispatcher together. (One slot at a time: asking for more than the limit's size at once
-    is refused by the server.)"""
+    """Prefect's global concurrency limit `name` (with slot decay) as the global schedule.
 
-    def __init__(self, rate: float, name: str = DEFAULT_NAME, clock: Callable[[], float] = time.time) -> None:
-        self.rate, self.name, self.clock = rate, name, clock
+    Slots are taken in bulk: one `POST /v2/concurrency_limits/increment` (mode `rate_limit`) for
+    the limit's whole size L at a time. The server grants L slots only when the limit is empty, and
+    they take L / decay seconds to decay, so no other dispatcher is granted anything before then:
+    the grant *is* the interval [granted, granted + L / decay), and its L send times are spread
+    evenly over it (1 / decay apart). Send times not handed out yet are kept for the next window
+    while they lie ahead; one that has passed is dropped, never sent late in a burst. A window of
+    up to L messages costs at most one API call (none while a grant lasts); asking for fewer slots
+    than the limit's size could be granted while another dispatcher's slots are still decaying,
+    and the two windows would overlap.
+
+    Prefect's own `rate_limit()` helper retries a refused grant only after the server's
+    `Retry-After` (at least L / decay, plus a random 0–30 %), and every refusal resets the limit's
+    decay clock on the server, losing the decay since its last change: a few dispatchers asking
+    on spec slowed 50/s down to ~20/s. So a dispatcher first reads the limit (a GET, which changes
+    nothing), sleeps while its slots decay, and asks only when it reads empty.
+
+    A limit that does not exist (or has no slot decay) is a configuration error. With a
+    `fallback` (the store's schedule, `DatabaseRateLimiter`), the limiter warns once and uses it
+    for the rest of its life — one tick —, so sending goes on at the same global rate and no
+    claimed row is left behind by a failing reservation; without one it raises `RateLimitMissing`
+    with what to run.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        name: str = DEFAULT_NAME,
+        clock: Callable[[], float] = time.time,
+        *,
+        fallback: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate, self.name, self.clock, self.sleep, self.fallback = rate, name, clock, sleep, fallback
+        self.calls = 0
+        """Requests for slots (granted or refused): one per grant unless dispatchers collide."""
+        self.reads = 0
+        """Reads of the limit's state (free for the rate: they change nothing on the server)."""
+        self._lock = threading.Lock()
+        self._ahead: deque[float] = deque()  # granted send times not handed out yet
+        self._size: int | None = None  # the limit's size L, read once
+        self._use_fallback = False
 
     def reserve(self, n: int) -> list[float]:
-        """Wait for a slot per message, one after the other; returns the moments they were granted."""
-        from prefect.concurrency.sync import rate_limit
+        """Up to `n` send times (at least one) from this limiter's grant, asking the server for a
+        new grant (L at a time) when none are left; blocks until the server grants it. Fewer than
+        `n` when the grant runs out: the caller sends those and asks again for the rest."""
+        if n <= 0:
+            return []
+        with self._lock:
+            if not self._use_fallback and self._size is None:
+                self._size = self._read_limit()
+            if self._use_fallback:
+                assert self.fallback is not None
+                return self.fallback.reserve(n)
+            # Passed unused (beyond the slack a sender allows itself): gone, never a burst.
+            stale = self.clock() - late_slack(self.rate)
+            while self._ahead and self._ahead[0] < stale:
+                self._ahead.popleft()
+            if not self._ahead:
+                self._grant()
+            # Only what this grant still has: waiting for the next grant now would let these
+            # moments pass before the caller could use them (it asks again for the rest).
+            return [self._ahead.popleft() for _ in range(min(n, len(self._ahead)))]
 
-        granted: list[float] = []
-        for _ in range(max(0, n)):
-            rate_limit(self.name, occupy=1, strict=True)  # strict: a missing limit is an error, not a no-op
-            granted.append(self.clock())
-        return granted
+    def _read_limit(self) -> int | None:
+        """The limit's size, after checking it exists and decays; switches to the fallback if not."""
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        problem = None
+        try:
+            with get_client(sync_client=True) as client:
+                found = client.read_global_concurrency_limit_by_name(self.name)
+        except ObjectNotFound:
+            problem = f"Prefect has no global concurrency limit '{self.name}'"
+        else:
+            if not found.active:
+                problem = f"Prefect's global concurrency limit '{self.name}' is not active"
+            elif not found.slot_decay_per_second:
+                problem = f"Prefect's global concurrency limit '{self.name}' has no slot decay"
+            else:
+                # The server's decay is the pace whatever touchflow.yaml says: it is what every
+                # dispatcher, of any version, is granted slots by.
+                if abs(found.slot_decay_per_second - self.rate) > 1e-9:
+                    log.warning(
+                        "Prefect's limit '%s' decays %g slots/s, touchflow.yaml's rate_limit is %g: %g/s holds",
+                        self.name,
+                        found.slot_decay_per_second,
+                        self.rate,
+                        found.slot_decay_per_second,
+                    )
+                self.rate = float(found.slot_decay_per_second)
+                return int(found.limit)
+        fix = (
+            f"create it with `prefect gcl create {self.name} --limit {max(1, round(self.rate))}"
+            f" --slot-decay-per-second {self.rate:g}` (or `touchflow setup prefect`)"
+        )
+        if self.fallback is None:
+            raise RateLimitMissing(f"{problem}: {fix}")
+        log.warning("%s: sending at %g/s by the store's schedule instead; %s", problem, self.fallback.rate, fix)
+        self._use_fallback = True
+        return None
+
+    def _grant(self) -> None:
+        """One grant of the limit's whole size: its send times, evenly spread, join those ahead.
+
+        Asked only once a read (which changes nothing on the server) shows the limit empty: a
+        refused ask resets the limit's decay clock, losing the decay since its last change, so
+        asking on spec would slow everyone down."""
+        from prefect.client.orchestration import get_client
+
+        assert self._size is not None
+        size, gap = self._size, 1.0 / self.rate
+        with get_client(sync_client=True) as client:
+            while True:
+                self.reads += 1
+                busy = client.read_global_concurrency_limit_by_name(self.name).active_slots
+                if busy > 0:  # someone's slots are still decaying: wait for them to be gone
+                    self.sleep(busy * gap)
+                    continue
+                self.calls += 1
+                # The moment of asking, not of the answer: the server granted after it, so the
+                # next grant anyone gets comes after this one's last send time.
+                start = self.clock()
+                granted = _increment(client, self.name, size)
+                if granted is not None:
+                    break
+        if not granted:  # an empty answer: the limit was deleted since it was read
+            raise RateLimitMissing(f"Prefect's global concurrency limit '{self.name}' disappeared while sending")
+        self._ahead.extend(start + i * gap for i in range(size))
+
+
+def _increment(client: Any, name: str, slots: int) -> list[Any] | None:
+    """Ask for `slots` slots of `name` in rate-limit mode: the limits that granted them (empty when
+    the limit does not exist), or None when refused (423: the limit is not empty yet)."""
+    from httpx import HTTPStatusError
+
+    try:
+        response = client.increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
+    except HTTPStatusError as exc:
+        if exc.response.status_code == 423:
+            return None
+        raise
+    return list(response.json())
 
 
 class Unlimited:
@@ -107,6 +252,28 @@ class Unlimited:
 
 
 UNLIMITED = Unlimited()
+
+
+def late_slack(rate: float) -> float:
+    """How late (seconds) a message may still go at its send time: half a gap, at least 5 ms of
+    thread wake-up. Any 1-second window then holds at most rate × (1 + slack) + 1 messages."""
+    return max(0.5 / rate, 0.005) if rate != float("inf") else float("inf")
+
+
+def pace(
+    limiter: RateLimiter,
+    send_at: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Wait for `send_at`; when the wait overran it (a stall) by more than `late_slack`, reserve a
+    new moment and wait for that instead. Returns how many new moments it took (0 normally)."""
+    slack, again = late_slack(limiter.rate), 0
+    while True:
+        wait_until(send_at, sleep=sleep, clock=clock)
+        if clock() - send_at <= slack:
+            return again
+        send_at, again = limiter.reserve(1)[0], again + 1
 
 
 def wait_until(

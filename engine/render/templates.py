@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, nodes
 
 from engine.problems import Problem, did_you_mean
 from engine.render.email import CONTEXT_NAMES, EmailRenderer, template_filename
@@ -68,3 +69,34 @@ def undeclared(ast: nodes.Template) -> list[tuple[str, int]]:
             "namespace",
         }
     )
+
+
+def error_location(exc: BaseException) -> tuple[str, int] | None:
+    """(template file, line) where a failed render went wrong, or None when no template line is
+    known (a limit, a subject that came out empty).
+
+    A RenderError keeps the template's own exception as its context: a syntax or compile error
+    carries its file and line; a runtime error is found, as Jinja's own tracebacks do, in the
+    innermost frame of compiled template code (`__jinja_template__`) mapped back to its line.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, TemplateSyntaxError) and cause.filename and cause.lineno:
+            return cause.filename, cause.lineno
+        found = _innermost_template_line(cause.__traceback__)
+        if found is not None:
+            return found
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _innermost_template_line(tb: TracebackType | None) -> tuple[str, int] | None:
+    found: tuple[str, int] | None = None
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if isinstance(template, Template) and template.filename:
+            found = template.filename, template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return found

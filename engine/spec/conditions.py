@@ -1,8 +1,8 @@
 """Conditions: who is in a segment, and the state a trigger waits for.
 
 A condition is a one-key mapping — `all`, `any`, `not`, `events`, `no_events`, `first_event`,
-`last_event`, `trend`, `active_share` — or field names with their operators (several field keys
-in one mapping must all hold).
+`last_event`, `trend`, `active_share`, `active_contacts`, `health` — or field names with their
+operators (several field keys in one mapping must all hold).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pydantic import ConfigDict, Discriminator, Field, RootModel, Tag, model_val
 from engine.spec.base import Duration, Scalar, SpecModel
 
 BOOLEAN_KEYS = ("all", "any", "not")
-EVENT_KEYS = ("events", "no_events", "first_event", "last_event", "trend", "active_share")
+EVENT_KEYS = (
+    "events", "no_events", "first_event", "last_event", "trend", "active_share", "active_contacts", "health"
+)  # fmt: skip
 TRIGGER_KEYS = ("date", "event", "became_true", "cooldown", "schedule")
 JOURNEY_KEYS = ("engaged", "since_entry")
 """Conditions about the enrollment itself: valid in goals, exits and step conditions only."""
@@ -221,6 +223,55 @@ class ActiveShare(SpecModel):
         return self
 
 
+class ActiveContacts(SpecModel):
+    """How many different contacts of the account had an event named `name` in the last `within`."""
+
+    name: str = Field(min_length=1)
+    """The event that counts as active, e.g. `login`."""
+    within: Duration
+    """How far back, e.g. `14d`."""
+    at_least: int | None = Field(default=None, ge=1)
+    """Matches when at least this many different contacts had the event."""
+    at_most: int | None = Field(default=None, ge=0)
+    """Matches when at most this many did (accounts where nobody did match too): fewer than 3 is `at_most: 2`."""
+    where: PropertyFilter | None = None
+    """Only events whose properties match."""
+
+    @model_validator(mode="after")
+    def _bound(self) -> ActiveContacts:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most, or both (numbers of contacts)")
+        return self
+
+
+class HealthTest(SpecModel):
+    """The account's latest health score (or one component's points) at or before now: below or
+    above a number, in a band, or dropped from its highest in a window."""
+
+    component: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    """Test this component's points (0–100) instead of the score: `adoption`."""
+    below: float | None = None
+    """The score (or points) is below this."""
+    above: float | None = None
+    """The score (or points) is above this."""
+    band: str | list[str] | None = None
+    """The score's band is this one (or one of these): `at_risk`."""
+    dropped_by: float | None = Field(default=None, gt=0)
+    """The score (or points) is at least this much below its highest of the last `within`."""
+    within: Duration | None = None
+    """The window `dropped_by` looks back over, e.g. `30d`."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> HealthTest:
+        if self.below is None and self.above is None and self.band is None and self.dropped_by is None:
+            raise ValueError("give below, above, band or dropped_by (with within)")
+        if (self.dropped_by is None) != (self.within is None):
+            raise ValueError("dropped_by and within go together: {dropped_by: 15, within: 30d}")
+        if self.band is not None and self.component is not None:
+            raise ValueError("a band belongs to the score, not to a component")
+        return self
+
+
 class Engagement(SpecModel):
     """What a recipient did with an email sent by an earlier step of the same enrollment."""
 
@@ -304,6 +355,20 @@ class ActiveShareCondition(SpecModel):
     """The activity, the denominator and the bounds."""
 
 
+class ActiveContactsCondition(SpecModel):
+    """Enough (or too few) different contacts of the account did something recently."""
+
+    active_contacts: ActiveContacts
+    """The activity, the window and the bounds."""
+
+
+class HealthCondition(SpecModel):
+    """The account's health: the latest score of `health_history` at or before now."""
+
+    health: HealthTest
+    """The score, band, component or drop that matches."""
+
+
 class EngagedCondition(SpecModel):
     """A recipient engaged with an earlier email of this enrollment (goals, exits, step conditions)."""
 
@@ -342,6 +407,8 @@ Condition = Annotated[
     | Annotated[LastEventCondition, Tag("last_event")]
     | Annotated[TrendCondition, Tag("trend")]
     | Annotated[ActiveShareCondition, Tag("active_share")]
+    | Annotated[ActiveContactsCondition, Tag("active_contacts")]
+    | Annotated[HealthCondition, Tag("health")]
     | Annotated[EngagedCondition, Tag("engaged")]
     | Annotated[SinceEntryCondition, Tag("since_entry")]
     | Annotated[FieldCondition, Tag("field")],
@@ -351,7 +418,8 @@ Condition = Annotated[
         custom_error_message=(
             "a condition is a non-empty mapping: {field: {op: value}}, {all: [...]}, {any: [...]}, "
             "{not: {...}}, {events: {...}}, {no_events: {...}}, {first_event: {...}}, "
-            "{last_event: {...}}, {trend: {...}}, {active_share: {...}}, {engaged: {...}} or {since_entry: {...}}"
+            "{last_event: {...}}, {trend: {...}}, {active_share: {...}}, {active_contacts: {...}}, {health: {...}}, "
+            "{engaged: {...}} or {since_entry: {...}}"
         ),
     ),
 ]
@@ -367,6 +435,8 @@ _TAGS: dict[str, type] = {
     "last_event": LastEventCondition,
     "trend": TrendCondition,
     "active_share": ActiveShareCondition,
+    "active_contacts": ActiveContactsCondition,
+    "health": HealthCondition,
     "engaged": EngagedCondition,
     "since_entry": SinceEntryCondition,
     "field": FieldCondition,

@@ -159,6 +159,16 @@ class Versions(SpecModel):
     follows the last step both versions share."""
 
 
+class Limits(SpecModel):
+    """The circuit breaker: the most one tick may enroll before the playbook is held for a person
+    to look (`touchflow resume PLAYBOOK`). A tick trips it only when it would exceed both limits."""
+
+    max_share: float = Field(default=10, gt=0, le=100)
+    """The largest share of the segment one tick may enroll, in percent (`5` is 5 %)."""
+    max_enrollments: int = Field(default=500, ge=0)
+    """The largest number of subjects one tick may enroll."""
+
+
 class Playbook(SpecModel):
     """A tech-touch playbook: a segment, a trigger, entry rules and a sequence of steps."""
 
@@ -194,3 +204,7 @@ class Playbook(SpecModel):
     """How enrollments in flight follow changes to this file."""
     policy: PlaybookPolicy = PlaybookPolicy()
     """This playbook's own caps and calendar overrides (the project's are in touchflow.yaml)."""
+    # Excluded from the canonical dump that versions hash: tuning a ceiling is not a new journey.
+    limits: Limits = Field(default_factory=Limits, exclude=True)
+    """The circuit breaker's ceiling on what one tick may enroll (default: 10 % of the segment
+    and 500 subjects, both exceeded to trip; a playbook's first enrolling tick is exempt)."""

@@ -10,6 +10,7 @@ from typing import Literal
 
 from sqlalchemy import JSON, Boolean, Column, Date, DateTime, Float, Integer, Numeric, Table
 
+from engine.spec.traits import NO_TRAITS, TraitType, TraitTypes
 from engine.store.models import accounts, contacts
 
 FieldKind = Literal["string", "number", "date", "datetime", "boolean", "json"]
@@ -26,6 +27,16 @@ class FieldInfo:
     """For `traits.KEY`: the key inside the JSON column `name`."""
     nullable: bool = True
     """Whether the field may be emptied (`update: {clear: [...]}`)."""
+
+    @property
+    def label(self) -> str:
+        """The field as a playbook names it (without the account./contact. prefix)."""
+        return f"traits.{self.key}" if self.key else self.name
+
+    @property
+    def declared(self) -> bool:
+        """A trait whose type the project declares (read as that type, not as a JSON value)."""
+        return self.key is not None and self.kind != "json"
 
 
 def _kind(column: Column[object]) -> FieldKind:
@@ -51,12 +62,17 @@ ACCOUNT_FIELDS = _fields(accounts, "account")
 CONTACT_FIELDS = _fields(contacts, "contact")
 
 
-def resolve_field(name: str, subject: Literal["account", "contact"]) -> FieldInfo | None:
+_TRAIT_KINDS: dict[TraitType, FieldKind] = {"date": "date", "number": "number", "boolean": "boolean", "text": "string"}
+
+
+def resolve_field(
+    name: str, subject: Literal["account", "contact"], traits: TraitTypes = NO_TRAITS
+) -> FieldInfo | None:
     """The field `name` refers to for this subject, or None.
 
     `account.x` and `contact.x` are explicit. A bare name is the subject's own field; for
     contact subjects it falls back to the account's field. `traits.KEY` (with either prefix)
-    reads KEY of the JSON traits column.
+    reads KEY of the JSON traits column: of the type `traits` declares for it, else a JSON value.
     """
     table: Literal["account", "contact"] = subject
     if name.startswith("account."):
@@ -68,7 +84,9 @@ def resolve_field(name: str, subject: Literal["account", "contact"]) -> FieldInf
     elif subject == "contact" and name not in CONTACT_FIELDS and not name.startswith("traits."):
         table = "account"
     if name.startswith("traits.") and len(name) > len("traits."):
-        return FieldInfo(table, "traits", "json", key=name.removeprefix("traits."))
+        key = name.removeprefix("traits.")
+        declared = traits.declared(table, key)
+        return FieldInfo(table, "traits", _TRAIT_KINDS[declared] if declared else "json", key=key)
     return (ACCOUNT_FIELDS if table == "account" else CONTACT_FIELDS).get(name)
 
 

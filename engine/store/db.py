@@ -6,9 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from engine.problems import did_you_mean
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,8 +33,24 @@ def parse_url(url: str) -> URL:
             "not a database URL; use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         ) from None
     if parsed.drivername not in _SUPPORTED:
-        raise DatabaseURLError(f"unsupported database URL scheme '{parsed.drivername}'; {_USE}")
+        hint = did_you_mean(parsed.drivername, sorted(_SUPPORTED))
+        raise DatabaseURLError(f"unsupported database URL scheme '{parsed.drivername}'{hint}; {_USE}")
     return parsed
+
+
+def missing_store(engine: Engine) -> str | None:
+    """Why `engine`'s database holds no Touchflow store (no SQLite file, or no tables), or None
+    when it does. The SQLite file is looked for before connecting, since connecting creates it."""
+    url = engine.url
+    where = "the database"
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).exists():
+            return f"no store at {url.database} (the file does not exist)"
+        where = url.database
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return f"{where} has no Touchflow tables"
+    return None
 
 
 def connect(url: str) -> Engine:

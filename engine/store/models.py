@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -86,6 +87,7 @@ class Account(Base):
     locale: Mapped[str] = mapped_column(String(10))
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     external_id: Mapped[str | None] = mapped_column(String(200), index=True, unique=True)
+    churned_on: Mapped[date | None] = mapped_column(Date)  # set with status 'churned'
 
 
 class Contact(Base):
@@ -135,6 +137,8 @@ class HealthHistory(Base):
     computed_on: Mapped[date] = mapped_column(Date, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(20))
+    # Each component's value and points, so a score can always be explained.
+    components: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 # --- engine-owned -----------------------------------------------------------------------------
@@ -263,6 +267,7 @@ class LedgerEntry(Base):
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)  # cleared by the policy: counts toward caps
     variant: Mapped[str | None] = mapped_column(String(40))  # experiment arm
     claim_token: Mapped[str | None] = mapped_column(String(32))  # which claim holds the row
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)  # by the real clock: claims expire by it
     # The recipient's address as the message was addressed, written before it leaves: its
     # unsubscribe link unsubscribes this address, not whatever the contact's address is now.
     sent_to: Mapped[str | None] = mapped_column(String(320))
@@ -292,6 +297,9 @@ class Task(Base):
     queue: Mapped[str | None] = mapped_column(String(100))  # the team queue, when no CSM could take it
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str | None] = mapped_column(String(40))  # why it was closed
+    closed_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Lock(Base):
@@ -318,8 +326,14 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
     __table_args__ = (
-        Index("ix_audit_log_playbook_at", "playbook_id", "at"),
-        Index("ix_audit_log_account_at", "account_id", "at"),
+        # Keyset pages (engine/audit_report.py): each filter column leads an index ending in (at, id).
+        Index("ix_audit_log_at_id", "at", "id"),
+        Index("ix_audit_log_playbook_at_id", "playbook_id", "at", "id"),
+        Index("ix_audit_log_account_at_id", "account_id", "at", "id"),
+        Index("ix_audit_log_contact_at_id", "contact_id", "at", "id"),
+        Index("ix_audit_log_reason_at_id", "reason", "at", "id"),
+        Index("ix_audit_log_decision_at_id", "decision", "at", "id"),
+        Index("ix_audit_log_send_key", "send_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -338,6 +352,40 @@ class AuditEntry(Base):
     variant: Mapped[str | None] = mapped_column(String(40))
     send_key: Mapped[str | None] = mapped_column(String(64))
     content_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Approval(Base):
+    """Content approved by a person: a hash of exactly what one step's arm sends in one locale.
+    Append-only; an approval applies while the content still hashes the same (engine/approvals/)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_content", "playbook_id", "step_id", "arm", "locale", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    playbook_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    arm: Mapped[str] = mapped_column(String(40))  # '' for a step without an experiment
+    locale: Mapped[str] = mapped_column(String(20))  # '' for the default template file
+    content_hash: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str] = mapped_column(String(320))
+    approved_at: Mapped[datetime] = mapped_column(DateTime)
+    comment: Mapped[str] = mapped_column(Text)
+
+
+class ArchivedMessage(Base):
+    """A message exactly as it went out (its MIME, zlib-compressed), by send key, for the
+    archive's retention (engine/archive.py)."""
+
+    __tablename__ = "message_archive"
+    __table_args__ = (Index("ix_message_archive_archived_at", "archived_at"),)
+
+    send_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(DateTime)
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)  # bytes before compression
+    mime: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class WriteKey(Base):
@@ -378,6 +426,42 @@ class PlaybookHold(Base):
     resumed_by: Mapped[str | None] = mapped_column(String(200))
 
 
+class ConsoleUser(Base):
+    """Someone who may sign in to the console, with a role (viewer, marketer, manager, admin)."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, never the password
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session: the hash of the cookie's token, its CSRF token and expiry."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginFailure(Base):
+    """A failed console sign-in, keyed `email:ADDRESS` or `client:HOST`: what slows the next down."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
 # Core Table handles for set-based statements (the ORM classes above define them).
 accounts = cast(Table, Account.__table__)
 contacts = cast(Table, Contact.__table__)
@@ -397,3 +481,8 @@ audit_log = cast(Table, AuditEntry.__table__)
 write_keys = cast(Table, WriteKey.__table__)
 data_sources = cast(Table, DataSource.__table__)
 playbook_holds = cast(Table, PlaybookHold.__table__)
+console_users = cast(Table, ConsoleUser.__table__)
+console_sessions = cast(Table, ConsoleSession.__table__)
+login_failures = cast(Table, LoginFailure.__table__)
+approvals = cast(Table, Approval.__table__)
+message_archive = cast(Table, ArchivedMessage.__table__)

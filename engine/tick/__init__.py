@@ -105,12 +105,15 @@ def dry_run(
 
 
 def evaluate_and_advance(
-    engine: Engine, project: Project, playbook_id: str, now: datetime, run_id: str, channel_name: str
+    engine: Engine, project: Project, playbook_id: str, now: datetime, run_id: str, channel_name: str | None = None
 ) -> PlaybookSummary:
     """The evaluate-and-advance stage for one playbook, committed (a failure is reported in the
-    summary's `error`, not raised). `channel_name` goes on the planned rows."""
+    summary's `error`, not raised). The planned rows name `channel_name`, by default the channel
+    of the project's settings (`touchflow.yaml` or `TOUCHFLOW_CHANNEL`)."""
     named = NullChannel()
-    named.name = channel_name  # planning only records the channel's name on the rows it writes
+    named.name = (
+        channel_name or project.delivery.channel
+    )  # planning only records the channel's name on the rows it writes
     return plan_stage(Tick(LiveStore(engine), project, now, run_id, [playbook_id], named), playbook_id)
 
 

@@ -1,6 +1,7 @@
 """The order of a tick, written once, as data: `TICK_STAGES`.
 
-    reconcile → evaluate-and-advance (per playbook) → dispatch-batch (until none is left) → outbox-index
+    reconcile → health (once a day) → evaluate-and-advance (per playbook)
+              → dispatch-batch (until none is left) → outbox-index
 
 `run_tick` walks the list; what it does with each stage is the caller's `call`. Called directly
 (`direct`), the stages run in this process — `run_stages` for tests and simulations, `dry_run`
@@ -15,6 +16,7 @@ A playbook that fails (its SQL, a bug) is that playbook's alone: it is logged, a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,9 +27,15 @@ from typing import Any, Literal
 from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
 from engine.dispatch import Dispatch, DispatchResult, DispatchSettings, EmailChannel, OutboxChannel, claim, deliver
+from engine.dispatch.claims import release as release_claim
+from engine.dispatch.claims import wall_clock
 from engine.dispatch.reconcile import ReconcileResult, reconcile
 from engine.dispatch.webhook import post_json
+from engine.guard.checks import Circuit, check_playbook, release
+from engine.health.compute import compute_day
+from engine.health.load import load_health
 from engine.plan import AdvanceResult, EvaluateResult, advance, evaluate
+from engine.problems import ProblemsFound
 from engine.project import Project
 from engine.tick.stores import Store
 from engine.tick.summary import PlaybookSummary, describe_error, merge
@@ -41,7 +49,8 @@ log = logging.getLogger("touchflow.tick")
 @dataclass
 class Tick:
     """One tick's inputs: the store it runs against, the project, its moment, the playbooks it
-    runs, and how it sends (the channel, dispatch settings, the webhook poster)."""
+    runs, and how it sends (the channel, dispatch settings, the webhook poster). `wall_clock` is
+    the real clock (unix seconds) claims are stamped and expired with: never the tick's `now`."""
 
     store: Store
     project: Project
@@ -51,6 +60,7 @@ class Tick:
     channel: EmailChannel
     settings: DispatchSettings | None = None
     post: Callable[..., int] = post_json
+    wall_clock: Callable[[], float] = time.time
     _dispatch: Dispatch | None = field(default=None, repr=False)
 
     def dispatch(self) -> Dispatch:
@@ -92,7 +102,26 @@ def reconcile_stage(tick: Tick) -> ReconcileResult:
     """Settle messages left sending or unknown by earlier dispatches (never resent blindly; the
     outbox's rows by what is on disk)."""
     with tick.store.transaction() as conn:
-        return reconcile(conn, tick.now, tick.project.delivery.reconcile_after, tick.run_id, tick.outbox)
+        after, wall = tick.project.delivery.reconcile_after, wall_clock(tick.wall_clock)
+        return reconcile(conn, tick.now, after, tick.run_id, tick.outbox, wall=wall)
+
+
+def health_stage(tick: Tick) -> int | None:
+    """Score every account for today, once a day, before the playbooks read the scores
+    (engine/health/); None when the project has no health model or today is already scored.
+    A model that does not load, or a failing statement, is logged: the playbooks still run, on
+    the latest scores there are."""
+    try:
+        spec = load_health(tick.project.settings.project_dir)
+        if spec is None:
+            return None
+        with tick.store.transaction() as conn:
+            return compute_day(conn, spec, tick.now)
+    except ProblemsFound as exc:
+        log.error("health scores not computed: %s", exc)
+    except Exception as exc:  # the scores are one input among many: the tick goes on
+        log.error("health scores not computed: %s", describe_error(exc))
+    return None
 
 
 def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
@@ -101,12 +130,21 @@ def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
     summary = PlaybookSummary(playbook_id)
     ev, adv, doing = EvaluateResult(matched=0, enrolled=0), AdvanceResult(), "evaluating"
     try:
+        # The guardrails first (engine/guard/): stale data pauses the playbook, a held one only
+        # stops enrolling; either is audited and said in the summary.
         with tick.store.transaction() as conn:
-            ev = evaluate(conn, playbook, tick.now, tick.run_id)
+            pause = check_playbook(conn, playbook, tick.project.delivery.freshness, tick.now, tick.run_id)
+        if pause is not None:
+            summary.paused, summary.why_paused = pause.reason.value, pause.detail
+        if pause is None:
+            with tick.store.transaction() as conn:
+                resumed = release(conn, playbook.id)  # resumed by a person: this tick runs unchecked, once
+                ev = evaluate(conn, playbook, tick.now, tick.run_id, circuit=None if resumed else Circuit())
         doing = "advancing"
-        with tick.store.transaction() as conn:
-            # The channel's name goes on the ledger and audit rows of the emails planned.
-            adv = advance(conn, playbook, tick.now, tick.run_id, tick.channel.name, tick.project.versions)
+        if pause is None or pause.advance:
+            with tick.store.transaction() as conn:
+                # The channel's name goes on the ledger and audit rows of the emails planned.
+                adv = advance(conn, playbook, tick.now, tick.run_id, tick.channel.name, tick.project.versions)
     except Exception as exc:  # one playbook's failure must not stop the tick's others
         summary.error = f"{doing}: {describe_error(exc)}"
         _report_failure(tick, playbook, summary.error)
@@ -116,15 +154,31 @@ def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
 
 def dispatch_stage(tick: Tick) -> DispatchResult | None:
     """Claim one batch of planned messages, tasks and webhooks and deliver it, committing each
-    window's outcomes as they are known; None when nothing is left to claim."""
+    window's outcomes as they are known; None when nothing is left to claim.
+
+    Whatever fails after the claim (a missing concurrency limit, a lost connection) releases the
+    rows still claimed under it, back to `planned`, then raises: nothing waits for an expiry."""
     token = uuid.uuid4().hex  # this batch's claim: delivery touches only rows still held under it
     ranks = priorities(tick.project)
+    wall = wall_clock(tick.wall_clock)
     with tick.store.transaction() as conn:
-        ids = claim(conn, DISPATCH_BATCH, tick.now, playbook_ids=tick.playbook_ids, token=token, priorities=ranks)
+        ids = claim(
+            conn,
+            DISPATCH_BATCH,
+            tick.now,
+            playbook_ids=tick.playbook_ids,
+            token=token,
+            priorities=ranks,
+            claimed_at=wall,
+        )
     if not ids:
         return None
-    with tick.store.session() as (conn, commit):
-        return deliver(conn, ids, tick.dispatch(), now=tick.now, run_id=tick.run_id, commit=commit, token=token)
+    try:
+        with tick.store.session() as (conn, commit):
+            return deliver(conn, ids, tick.dispatch(), now=tick.now, run_id=tick.run_id, commit=commit, token=token)
+    except BaseException as exc:
+        _release(tick, token, exc)
+        raise
 
 
 def outbox_index_stage(tick: Tick) -> Path | None:
@@ -136,6 +190,7 @@ def outbox_index_stage(tick: Tick) -> Path | None:
 
 TICK_STAGES: tuple[Stage, ...] = (
     Stage("reconcile", "tick", reconcile_stage),
+    Stage("health", "tick", health_stage),
     Stage("evaluate-and-advance", "playbook", plan_stage),
     Stage("dispatch-batch", "batches", dispatch_stage),
     Stage("outbox-index", "tick", outbox_index_stage),
@@ -169,7 +224,8 @@ def complete_settings(settings: DispatchSettings, project: Project, store: Store
     sending policy of `touchflow.yaml`, and the global rate's keeper (none in a dry run)."""
     policy = settings.policy or project.delivery.policy
     limiter = settings.limiter or store.limiter(policy)
-    return replace(settings, links=settings.links or project.links, policy=policy, limiter=limiter)
+    approvals = settings.approvals or project.delivery.approvals == "required"
+    return replace(settings, links=settings.links or project.links, policy=policy, limiter=limiter, approvals=approvals)
 
 
 def priorities(project: Project) -> dict[str, int]:
@@ -180,6 +236,17 @@ def priorities(project: Project) -> dict[str, int]:
 def team_sender(project: Project) -> tuple[str, str]:
     """The project's team sender (name, address), from `touchflow.yaml`."""
     return project.delivery.team_sender.name, project.delivery.team_sender.email
+
+
+def _release(tick: Tick, token: str, exc: BaseException) -> None:
+    """Put a failed batch's claimed rows back in the queue, in a transaction of its own (the
+    batch's may be unusable); a store that refuses leaves them to expire by the wall clock."""
+    try:
+        with tick.store.transaction() as conn:
+            released = release_claim(conn, token, tick.now)
+        log.warning("dispatch batch failed (%s): %d claimed rows back in the queue", describe_error(exc), released)
+    except Exception as again:
+        log.error("a failed batch's claim could not be released: %s", describe_error(again))
 
 
 def _report_failure(tick: Tick, playbook: CompiledPlaybook, error: str) -> None:

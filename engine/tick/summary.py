@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy.exc import DBAPIError
 
+from engine.audit import Reason
 from engine.dispatch import DispatchResult
 from engine.plan import AdvanceResult, EvaluateResult
 
@@ -26,6 +27,10 @@ class PlaybookSummary:
     exited: int = 0
     error: str | None = None
     """Why the playbook failed this tick ("evaluating: …"), None when it did not."""
+    paused: str | None = None
+    """The guardrail that stopped it this tick (`paused_stale_data`, `circuit_open`), None when none did."""
+    why_paused: str | None = None
+    """The guardrail's numbers in words ("stale data: login: newest data … (13d old); limit 48h")."""
 
     def as_dict(self) -> dict[str, int | str | None]:
         return asdict(self)
@@ -34,6 +39,8 @@ class PlaybookSummary:
         """Take the counts of planning: what evaluation matched and enrolled, what advancing did."""
         self.matched, self.enrolled, self.skipped = ev.matched, ev.enrolled, adv.skipped
         self.converted, self.exited = adv.converted, adv.exited
+        if ev.circuit is not None:  # tripped during evaluation: nobody enrolled, the playbook is held
+            self.paused, self.why_paused = Reason.CIRCUIT_OPEN.value, f"{ev.circuit}; nobody enrolled"
 
 
 def merge(summaries: dict[str, PlaybookSummary], result: DispatchResult) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from pathlib import Path as FilePath
 from typing import Any
@@ -13,8 +14,7 @@ from croniter import croniter
 from engine.load import LoadedPlaybook
 from engine.load.yaml_nodes import Path
 from engine.problems import Problem, did_you_mean
-from engine.render import EmailRenderer, inline_template_error
-from engine.render.templates import template_problems
+from engine.render import EmailRenderer
 from engine.spec import AnyStep, BranchStep, EmailStep, Playbook, TaskStep, UpdateStep, WaitStep, WebhookStep
 from engine.spec.conditions import (
     BOOLEAN_KEYS,
@@ -31,23 +31,41 @@ from engine.spec.conditions import (
 )
 from engine.spec.playbook import BecameTrueTrigger, DateTrigger, EventTrigger, ScheduleTrigger, step_ids
 from engine.spec.steps import WaitUntil
+from engine.spec.traits import NO_TRAITS, TraitTypes
 from engine.store.catalogue import FieldInfo, known_field_names, resolve_field
 from engine.validate.step_ids import unstable_step_ids
+from engine.validate.templates import inline_template_problems, template_file_problems
 
 _ORDERING = ("lt", "lte", "gt", "gte", "between")
 _RELATIVE_DATE = ("within_next", "within_last", "older_than", "further_than")
 
+# The project's declared trait types, for the one walk of `check_playbook` (set there, read by
+# `_resolve`): every check below resolves field names the same way without each carrying them.
+_TRAITS: ContextVar[TraitTypes] = ContextVar("declared_traits", default=NO_TRAITS)
+
+
+def _resolve(name: str, spec: Playbook) -> FieldInfo | None:
+    return resolve_field(name, spec.subject, _TRAITS.get())
+
 
 def check_playbook(
-    loaded: LoadedPlaybook, renderer: EmailRenderer, display: Callable[[FilePath], str] = str
+    loaded: LoadedPlaybook,
+    renderer: EmailRenderer,
+    display: Callable[[FilePath], str] = str,
+    traits: TraitTypes = NO_TRAITS,
 ) -> list[Problem]:
-    """Every semantic problem of one playbook, pointing into its file (or a template file)."""
+    """Every semantic problem of one playbook, pointing into its file (or a template file), with
+    traits read as the project declares them."""
     found: list[Problem] = []
-    for path, message in _spec_problems(loaded.spec, renderer):
-        line, col = loaded.located.where(path)
-        found.append(Problem(loaded.path, line, col, message))
+    declared = _TRAITS.set(traits)
+    try:
+        for path, message in _spec_problems(loaded.spec, renderer):
+            line, col = loaded.located.where(path)
+            found.append(Problem(loaded.path, line, col, message))
+    finally:
+        _TRAITS.reset(declared)
     for name in _templates_used(loaded.spec):
-        found.extend(template_problems(renderer, name, display))
+        found.extend(template_file_problems(renderer, name, display))
     return found
 
 
@@ -94,13 +112,12 @@ def _step(
                 yield (*where, "template"), problem
             subjects = arm.subject if isinstance(arm.subject, dict) else {"": arm.subject or ""}
             for locale, text in subjects.items() if arm.subject is not None else ():
-                error = inline_template_error(text) if text.strip() else "the subject is empty"
-                if error:
+                errors = inline_template_problems(text, "subject") if text.strip() else ["the subject is empty"]
+                for error in errors:
                     yield (*where, "subject", *((locale,) if locale else ())), error
     elif isinstance(step, TaskStep):
         for key in ("title", "body"):
-            error = inline_template_error(getattr(step.task, key))
-            if error:
+            for error in inline_template_problems(getattr(step.task, key), _empty_as(key), _no_contact(spec, "task")):
                 yield (*at, "task", key), error
     elif isinstance(step, BranchStep):
         yield from _condition(step.branch.if_, (*at, "branch", "if"), spec, earlier_emails)
@@ -108,18 +125,34 @@ def _step(
             if target is not None and target not in ids:
                 yield (*at, "branch", key), f"no step with id '{target}'{did_you_mean(target, ids)}"
     elif isinstance(step, WaitStep) and isinstance(step.wait, WaitUntil):
-        info = resolve_field(step.wait.until, spec.subject)
+        info = _resolve(step.wait.until, spec)
         if info is None:
             yield (*at, "wait", "until"), _unknown_field(step.wait.until, spec)
+        elif info.declared:
+            yield (
+                (*at, "wait", "until"),
+                "a wait cannot end at a trait's date yet: wait until a date field, or a duration",
+            )
         elif info.kind not in ("date", "datetime"):
             yield (*at, "wait", "until"), f"'{step.wait.until}' is a {info.kind} field, not a date"
     elif isinstance(step, UpdateStep):
         yield from _update(step, (*at, "update"), spec)
     elif isinstance(step, WebhookStep):
         for path, value in _strings(step.webhook.body, (*at, "webhook", "body")):
-            error = inline_template_error(value)
-            if error:
+            for error in inline_template_problems(value, without_contact=_no_contact(spec, "webhook")):
                 yield path, error
+
+
+def _empty_as(key: str) -> str:
+    # A title that renders empty is a problem; an empty body is allowed (the default).
+    return "title" if key == "title" else "template"
+
+
+def _no_contact(spec: Playbook, kind: str) -> str | None:
+    """Why `contact` is empty in a task's or webhook's templates: an account subject has none."""
+    if spec.subject == "account":
+        return f"a {kind} of an account subject has no contact (use account, csm, or subject: contact)"
+    return None
 
 
 _READ_ONLY = {"id", "account_id", "traits"}
@@ -199,11 +232,11 @@ def _trigger(spec: Playbook) -> Iterator[tuple[Path, str]]:
         yield ("entry", "once_per"), "once_per is at least 1d (entry is decided per day)"
     trigger = spec.trigger
     if isinstance(trigger, DateTrigger):
-        info = resolve_field(trigger.date, spec.subject)
+        info = _resolve(trigger.date, spec)
         if info is None:
             yield ("trigger", "date"), _unknown_field(trigger.date, spec)
         elif info.kind not in ("date", "datetime"):
-            yield ("trigger", "date"), f"'{trigger.date}' is a {info.kind} field, not a date"
+            yield ("trigger", "date"), f"'{trigger.date}' is a {info.kind} field, not a date{_declare_hint(info)}"
         elif trigger.every_year and info.kind != "date":
             yield ("trigger", "every_year"), "anniversaries need a date field, not a date-time"
     elif isinstance(trigger, BecameTrueTrigger):
@@ -253,13 +286,20 @@ def _condition(cond: Any, at: Path, spec: Playbook, emails: list[str] | None = N
             yield at + ("events", "at_least"), "give a threshold for at least one tier"
     elif isinstance(cond, FieldCondition):
         for name, test in cond.root.items():
-            info = resolve_field(name, spec.subject)
+            info = _resolve(name, spec)
             if info is None:
                 yield at + (name,), _unknown_field(name, spec)
             elif isinstance(test, FieldOps):
                 yield from _ops(info, test, at + (name,))
             else:
                 yield from _value(info, "eq", test, at + (name,))
+
+
+def _declare_hint(info: FieldInfo) -> str:
+    """For an undeclared trait: how to declare it as a date in touchflow.yaml."""
+    if not info.key or info.declared:
+        return ""
+    return f"; to use it as a date, declare it in touchflow.yaml: traits: {{{info.table}: {{{info.key}: date}}}}"
 
 
 def _unknown_field(name: str, spec: Playbook) -> str:
@@ -275,18 +315,21 @@ def _ops(info: FieldInfo, ops: FieldOps, at: Path) -> Iterator[tuple[Path, str]]
         value = getattr(ops, op)
         if op == "exists":
             continue
-        if info.key and (op in _RELATIVE_DATE or isinstance(value, date)):
-            yield at + (key,), f"traits hold JSON values: compare '{info.key}' with text, numbers or true/false"
+        if info.key and not info.declared and (op in _RELATIVE_DATE or isinstance(value, date)):
+            yield (
+                at + (key,),
+                f"traits hold JSON values: compare '{info.key}' with text, numbers or true/false{_declare_hint(info)}",
+            )
             continue
         if op in _RELATIVE_DATE:
             if info.kind not in ("date", "datetime"):
-                yield at + (key,), f"'{key}' applies to date fields; '{info.name}' is a {info.kind} field"
+                yield at + (key,), f"'{key}' applies to date fields; '{info.label}' is a {info.kind} field"
             continue
-        if op == "contains" and info.kind != "string" and not info.key:
-            yield at + (key,), f"'contains' applies to text fields; '{info.name}' is a {info.kind} field"
+        if op == "contains" and info.kind not in ("string", "json"):
+            yield at + (key,), f"'contains' applies to text fields; '{info.label}' is a {info.kind} field"
             continue
         if info.kind == "boolean" and op in _ORDERING:
-            yield at + (key,), f"'{key}' does not apply to boolean field '{info.name}'"
+            yield at + (key,), f"'{key}' does not apply to boolean field '{info.label}'"
             continue
         for v in value if isinstance(value, list | tuple) else [value]:
             yield from _value(info, key, v, at + (key,))
@@ -311,7 +354,7 @@ def _value(info: FieldInfo, op: str, value: Any, at: Path) -> Iterator[tuple[Pat
         hint = f", e.g. {example[info.kind]}" if info.kind in example else ""
         yield (
             at,
-            f"'{info.name}' is a {info.kind} field; {op} needs a {info.kind}{hint} (got {value!r})",
+            f"'{info.label}' is a {info.kind} field; {op} needs a {info.kind}{hint} (got {value!r})",
         )
 
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.ingest.api.routes import ingest_routes
 from engine.unsubscribe import UnsubscribeLinks
 from engine.webhooks.sendgrid import (
     DEFAULT_TOLERANCE,
@@ -90,6 +91,8 @@ def create_app(
         routes.append(Route(PATH, receive_events, methods=["POST"]))
     if links is not None:
         routes.extend(unsubscribe_routes(engine, links, clock))
+    # The Segment-compatible ingestion API (`/v1/...`): every request needs a live write key.
+    routes.extend(ingest_routes(engine, clock))
     return Starlette(routes=routes)
 
 

@@ -136,7 +136,7 @@ def test_a_bad_choice_is_a_usage_error_listing_the_choices(
 
 def test_a_close_choice_is_suggested(root: Path) -> None:
     result = invoke("audit", "--decision", "deffered")
-    assert "(did you mean 'deferred'?)" in one_line(result.stderr)
+    assert "(didyoumean'deferred'?)" in unboxed(result.stderr)  # the list of choices wraps inside the panel
 
 
 def test_a_valid_choice_filters(root: Path) -> None:

@@ -9,7 +9,6 @@ import email
 import email.policy
 import itertools
 import os
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,6 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 NOW = datetime(2026, 11, 23, 9, 0)
 
 pytestmark = pytest.mark.prefect
-
-
-@pytest.fixture(scope="session")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _counts(engine: Engine) -> dict[str, int]:

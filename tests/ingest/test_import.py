@@ -102,10 +102,8 @@ def test_stop_writes_nothing_and_skip_writes_the_good_rows(db: Engine, tmp_path:
 
 
 def test_unknown_column_duplicate_key_and_bad_email(db: Engine, tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "csms.csv",
-        "external_id,name,emial\nc1,A,a@example.com\n",
-    )
+    # JSON lines have no header: an unknown member is said on its row (a CSV header: tests below).
+    path = write(tmp_path / "csms.jsonl", '{"external_id": "c1", "name": "A", "emial": "a@example.com"}\n')
     _, rejects = load(db, "csms", path)
     assert "unknown column 'emial' (did you mean 'email'?)" in rejects[0].reason
     path = write(

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, insert, select, update
 from engine.compile import CompiledPlaybook, compile_playbook
 from engine.load import load_playbook_text
 from engine.plan import EvaluateResult, evaluate
+from engine.spec.traits import NO_TRAITS, TraitTypes
 from engine.store.models import condition_state, enrollments, events
 
 PLAYBOOK_ID = "lang-test"
@@ -37,21 +38,23 @@ def playbook_yaml(
     return "\n".join(lines) + "\n"
 
 
-def compiled(yaml_text: str) -> CompiledPlaybook:
-    """Load and compile playbook text."""
-    return compile_playbook(load_playbook_text(yaml_text, f"{PLAYBOOK_ID}.yaml"))
+def compiled(yaml_text: str, traits: TraitTypes = NO_TRAITS) -> CompiledPlaybook:
+    """Load and compile playbook text (under the project's declared trait types)."""
+    return compile_playbook(load_playbook_text(yaml_text, f"{PLAYBOOK_ID}.yaml"), traits)
 
 
-def matching(db: Engine, yaml_text: str, now: datetime) -> set[int]:
+def matching(db: Engine, yaml_text: str, now: datetime, traits: TraitTypes = NO_TRAITS) -> set[int]:
     """The subject ids for which segment ∧ trigger hold at `now`."""
-    query = compiled(yaml_text).matching_subjects(now)
+    query = compiled(yaml_text, traits).matching_subjects(now)
     with db.connect() as conn:
         return {int(row.subject_id) for row in conn.execute(query)}
 
 
-def who(db: Engine, condition: str, now: datetime, subject: str = "account") -> set[int]:
+def who(
+    db: Engine, condition: str, now: datetime, subject: str = "account", traits: TraitTypes = NO_TRAITS
+) -> set[int]:
     """The subjects a condition (used as a condition trigger) holds for at `now`."""
-    return matching(db, playbook_yaml(condition, subject=subject), now)
+    return matching(db, playbook_yaml(condition, subject=subject), now, traits)
 
 
 def run(db: Engine, playbook: CompiledPlaybook, now: datetime) -> list[tuple[int, str]]:

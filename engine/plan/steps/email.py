@@ -17,6 +17,7 @@ from engine.experiments.assign import assign, experiment_id
 from engine.plan.batch import Walk
 from engine.plan.ledger_rows import ledger_row, send_key
 from engine.spec import EmailStep
+from engine.spec.steps import Arm, EmailAction
 from engine.suppression import reason_for
 
 
@@ -53,17 +54,8 @@ def _plan_email(walk: Walk, step: CompiledStep, spec: EmailStep) -> None:
             key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
             _hold_out(walk, step, person, key, held_by)
         return
-    # `step_template` is what the step sends whatever the arm: what a later version must not repeat.
-    template = spec.email.template
-    payload: dict[str, Any] = {"template": template, "from": spec.email.from_, "step_template": template}
-    not_before = None
-    if arm is not None:
-        # The arm's overrides travel in the payload, like the step itself: dispatch reads no file.
-        payload |= {"template": arm.template or template, "from": arm.from_ or spec.email.from_}
-        if arm.subject is not None:
-            payload["subject"] = arm.subject
-        if arm.delay is not None:
-            not_before = batch.now + arm.delay
+    payload = email_payload(spec.email, arm)
+    not_before = batch.now + arm.delay if arm is not None and arm.delay is not None else None
     for person in people:
         key = send_key(playbook.id, step.id, enrollment, f"contact:{person.id}")
         if arm is not None and arm.holdout:
@@ -119,6 +111,20 @@ def _plan_email(walk: Walk, step: CompiledStep, spec: EmailStep) -> None:
         else:
             walk.plan.result.emails_planned += 1
             batch.sent.add(enrollment.id, person.id, step.id, spec.email.template)
+
+
+def email_payload(email: EmailAction, arm: Arm | None) -> dict[str, Any]:
+    """What a ledger row of this email carries to dispatch (template, sender, subject override),
+    for a recipient in `arm`; `preview` renders arms from the same payload."""
+    # `step_template` is what the step sends whatever the arm: what a later version must not repeat.
+    template = email.template
+    payload: dict[str, Any] = {"template": template, "from": email.from_, "step_template": template}
+    if arm is not None:
+        # The arm's overrides travel in the payload, like the step itself: dispatch reads no file.
+        payload |= {"template": arm.template or template, "from": arm.from_ or email.from_}
+        if arm.subject is not None:
+            payload["subject"] = arm.subject
+    return payload
 
 
 def _held_out_by(playbook: CompiledPlaybook, subject: str) -> str | None:

@@ -1,7 +1,7 @@
 SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
 FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, '2026-11-23' AS trigger_key 
 FROM accounts 
-WHERE accounts.renewal_date BETWEEN '2026-11-23' AND '2027-02-21' AND accounts.contract_start < '2025-11-23' AND (EXISTS (SELECT * 
+WHERE accounts.renewal_date BETWEEN '2026-11-23' AND '2027-02-21' AND accounts.contract_start < '2025-11-23' AND (accounts.renewal_date > '2026-12-23' OR accounts.contract_start BETWEEN '2024-11-23' AND '2026-11-23') AND (EXISTS (SELECT * 
 FROM events 
 WHERE events.account_id = accounts.id AND events.name = 'login' AND events.occurred_at > '2026-10-24 09:00:00' AND events.occurred_at <= '2026-11-23 09:00:00'))) AS occurrences 
 WHERE NOT (EXISTS (SELECT * 

@@ -1,0 +1,126 @@
+"""The message as sent: each email's MIME exactly as it went out, zlib-compressed, by send key.
+
+Written by dispatch in the same commit that marks the message `sending` (so nothing sent lacks
+its archive), inside a savepoint (so a write that fails costs the archive, never the send).
+Linked from the audit by send key and content hash; read back byte for byte, never re-rendered;
+pruned after the retention of `touchflow.yaml` (`archive: {retention: 90d}`), by the tick's `now`.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from sqlalchemy import Connection, delete, select
+
+from engine.store.bulk import conflict_insert
+from engine.store.models import message_archive
+
+log = logging.getLogger("touchflow.archive")
+
+COMPRESSION_LEVEL = 6
+"""zlib's default: HTML email compresses ~5×; higher levels cost time at dispatch for little."""
+
+
+@dataclass(frozen=True)
+class ToArchive:
+    """One message as it goes out."""
+
+    send_key: str
+    content_hash: str | None
+    recipient: str
+    subject: str
+    mime: bytes
+
+
+@dataclass(frozen=True)
+class ArchivedMessage:
+    """A message as it was sent, read back from the archive."""
+
+    send_key: str
+    content_hash: str | None
+    archived_at: datetime
+    recipient: str
+    subject: str
+    mime: bytes
+    """The exact bytes that went out (decompressed)."""
+
+    def message(self) -> EmailMessage:
+        """The MIME parsed as a mail client reads it (headers, text and HTML parts)."""
+        parsed = BytesParser(policy=policy.default).parsebytes(self.mime)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    def parts(self) -> dict[str, str]:
+        """The text and HTML bodies as sent (what a page shows beside the headers)."""
+        found: dict[str, str] = {}
+        for part in self.message().walk():
+            kind = part.get_content_type()
+            if kind in ("text/plain", "text/html") and kind not in found and isinstance(part, EmailMessage):
+                found[kind] = str(part.get_content())
+        return found
+
+
+def archive_messages(conn: Connection, messages: Sequence[ToArchive], now: datetime) -> int:
+    """Keep `messages` (a send key already kept stays as first written: the send it names went out
+    once). Runs in a savepoint of the caller's transaction: on a failure the archive of these
+    messages is lost and logged, the caller's writes (the `sending` marks) stand. Returns the
+    messages written."""
+    if not messages:
+        return 0
+    rows = [
+        {
+            "send_key": m.send_key,
+            "content_hash": m.content_hash,
+            "archived_at": now,
+            "recipient": m.recipient,
+            "subject": m.subject,
+            "size": len(m.mime),
+            "mime": zlib.compress(m.mime, COMPRESSION_LEVEL),
+        }
+        for m in messages
+    ]
+    try:
+        with conn.begin_nested():
+            stmt = conflict_insert(conn, message_archive).on_conflict_do_nothing(index_elements=["send_key"])
+            conn.execute(stmt, rows)
+    except Exception as exc:  # the send matters more than its copy: say it and go on
+        log.error("could not archive %d message(s) (first %s): %s", len(rows), rows[0]["send_key"], exc)
+        return 0
+    return len(rows)
+
+
+def message_as_sent(conn: Connection, send_key: str) -> ArchivedMessage | None:
+    """The message `send_key` names exactly as it went out; None when it was never archived or is
+    past the retention."""
+    row = conn.execute(select(message_archive).where(message_archive.c.send_key == send_key)).first()
+    if row is None:
+        return None
+    return ArchivedMessage(
+        send_key=row.send_key,
+        content_hash=row.content_hash,
+        archived_at=row.archived_at,
+        recipient=row.recipient,
+        subject=row.subject,
+        mime=zlib.decompress(row.mime),
+    )
+
+
+def archived_keys(conn: Connection, send_keys: Sequence[str]) -> set[str]:
+    """Which of `send_keys` have their message in the archive (for links from audit rows)."""
+    if not send_keys:
+        return set()
+    query = select(message_archive.c.send_key).where(message_archive.c.send_key.in_(sorted(set(send_keys))))
+    return set(conn.execute(query).scalars())
+
+
+def prune_archive(conn: Connection, now: datetime, retention: timedelta) -> int:
+    """Drop messages archived before `now - retention`; the number dropped. The caller commits."""
+    result = conn.execute(delete(message_archive).where(message_archive.c.archived_at < now - retention))
+    return int(result.rowcount or 0)

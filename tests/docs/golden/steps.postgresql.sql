@@ -1,0 +1,22 @@
+SELECT occurrences.subject_id, occurrences.account_id, occurrences.trigger_key 
+FROM (SELECT accounts.id AS subject_id, accounts.id AS account_id, to_char(accounts.renewal_date, 'YYYY-MM-DD') AS trigger_key 
+FROM accounts 
+WHERE accounts.renewal_date > '2027-01-15' AND accounts.renewal_date <= '2027-01-22') AS occurrences 
+WHERE NOT (EXISTS (SELECT * 
+FROM enrollments 
+WHERE enrollments.playbook_id = 'doc-steps' AND enrollments.subject_type = 'account' AND enrollments.subject_id = occurrences.subject_id AND (enrollments.trigger_key = occurrences.trigger_key OR enrollments.status = 'active')))
+
+-- step notice if
+SELECT enrollments.id 
+FROM enrollments JOIN accounts ON accounts.id = enrollments.subject_id 
+WHERE enrollments.id IN (1, 2) AND accounts.status = 'active'
+
+-- step wait-a2ea0a97 if
+SELECT enrollments.id 
+FROM enrollments JOIN accounts ON accounts.id = enrollments.subject_id 
+WHERE enrollments.id IN (1, 2) AND accounts.tier != 'high_touch'
+
+-- step call if
+SELECT enrollments.id 
+FROM enrollments JOIN accounts ON accounts.id = enrollments.subject_id 
+WHERE enrollments.id IN (1, 2) AND accounts.arr >= 10000
