@@ -7,6 +7,7 @@ DEMO_ACCOUNTS ?= 2000
 # A fixed Tuesday morning (UTC): Asia and Europe are in business hours, the Americas in quiet
 # hours, so the demo shows sends, deferrals and caps the same way on every machine.
 DEMO_NOW ?= 2026-11-24T09:00
+DEMO_USER ?= demo-admin@touchflow.example
 
 .PHONY: demo test lint typecheck pytest schema golden clean
 
@@ -36,6 +37,18 @@ demo: $(STAMP)
 	@echo "Recipients open, click, bounce and unsubscribe (signed events through the webhook):"
 	$(BIN)/touchflow demo-engagement --now 2026-11-30T12:00
 	$(BIN)/touchflow experiments anniversary
+	@echo "Does the health score predict churn? A year of scores, one day a week, against who left:"
+	$(BIN)/touchflow health compute --now $(DEMO_NOW) --days 365 --every 7 > /dev/null
+	$(BIN)/touchflow health backtest --now $(DEMO_NOW) --horizon 90d
+	@echo "The weekly lifecycle funnel: cohorts by contract start, and the bottleneck:"
+	$(BIN)/touchflow funnel --weeks 12 --now $(DEMO_NOW)
+	@echo "The console, in a browser: an admin made for the demo (its password is shown this once):"
+	@password=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))') && \
+	  { echo "$$password" | $(BIN)/touchflow users add $(DEMO_USER) --role admin > /dev/null 2>&1 || \
+	    echo "$$password" | $(BIN)/touchflow users set-password $(DEMO_USER) > /dev/null; } && \
+	  echo "  $(BIN)/touchflow serve    then open http://127.0.0.1:8080/login" && \
+	  echo "  email:    $(DEMO_USER)" && \
+	  echo "  password: $$password"
 
 test: lint typecheck pytest
 

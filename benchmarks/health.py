@@ -37,7 +37,7 @@ FLOOR_TABLE = "bench_health_floor"
 _FLOOR = """
 INSERT INTO bench_health_floor (account_id, score, band, components)
 SELECT account_id, score,
-       CASE WHEN score >= 75 THEN 'healthy' WHEN score >= 50 THEN 'at_risk' ELSE 'unhealthy' END,
+       CASE WHEN score >= 70 THEN 'healthy' WHEN score >= 50 THEN 'at_risk' ELSE 'unhealthy' END,
        {obj}('adoption', {obj}('value', v_ad, 'points', p_ad, 'why', w_ad),
              'key_features', {obj}('value', v_kf, 'points', p_kf, 'why', w_kf),
              'support', {obj}('value', v_su, 'points', p_su, 'why', w_su),
@@ -53,17 +53,17 @@ FROM (
            + p_re * CASE WHEN tier = 'high_touch' THEN 0.2 ELSE 0.1 END AS score
   FROM (
     SELECT account_id, tier,
-      v_ad, CASE WHEN v_ad >= 60 THEN 100.0 WHEN v_ad >= 40 THEN 75.0 WHEN v_ad >= 20 THEN 45.0
-                 WHEN v_ad >= 5 THEN 20.0 ELSE 0.0 END AS p_ad,
+      v_ad, CASE WHEN v_ad >= 60 THEN 100.0 WHEN v_ad >= 40 THEN 80.0 WHEN v_ad >= 20 THEN 50.0
+                 ELSE 0.0 END AS p_ad,
             CASE WHEN v_ad IS NULL THEN 'no value' WHEN v_ad >= 60 THEN '>= 60' WHEN v_ad >= 40 THEN '>= 40'
-                 WHEN v_ad >= 20 THEN '>= 20' WHEN v_ad >= 5 THEN '>= 5' ELSE 'no rule met' END AS w_ad,
-      v_kf, CASE WHEN v_kf >= 4 THEN 100.0 WHEN v_kf >= 2 THEN 60.0 WHEN v_kf >= 1 THEN 30.0 ELSE 0.0 END AS p_kf,
-            CASE WHEN v_kf >= 4 THEN '>= 4' WHEN v_kf >= 2 THEN '>= 2' WHEN v_kf >= 1 THEN '>= 1'
+                 WHEN v_ad >= 20 THEN '>= 20' ELSE 'no rule met' END AS w_ad,
+      v_kf, CASE WHEN v_kf >= 3 THEN 100.0 WHEN v_kf >= 2 THEN 80.0 WHEN v_kf >= 1 THEN 60.0 ELSE 20.0 END AS p_kf,
+            CASE WHEN v_kf >= 3 THEN '>= 3' WHEN v_kf >= 2 THEN '>= 2' WHEN v_kf >= 1 THEN '>= 1'
                  ELSE 'no rule met' END AS w_kf,
-      v_su, CASE WHEN v_su <= 0 THEN 100.0 WHEN v_su <= 2 THEN 60.0 WHEN v_su <= 4 THEN 30.0 ELSE 0.0 END AS p_su,
+      v_su, CASE WHEN v_su <= 0 THEN 100.0 WHEN v_su <= 2 THEN 70.0 WHEN v_su <= 4 THEN 30.0 ELSE 0.0 END AS p_su,
             CASE WHEN v_su <= 0 THEN '<= 0' WHEN v_su <= 2 THEN '<= 2' WHEN v_su <= 4 THEN '<= 4'
                  ELSE 'no rule met' END AS w_su,
-      v_sv, CASE WHEN v_sv IS NULL THEN 50.0 WHEN v_sv >= 9 THEN 100.0 WHEN v_sv >= 7 THEN 70.0
+      v_sv, CASE WHEN v_sv IS NULL THEN 70.0 WHEN v_sv >= 9 THEN 100.0 WHEN v_sv >= 7 THEN 70.0
                  WHEN v_sv >= 5 THEN 40.0 ELSE 10.0 END AS p_sv,
             CASE WHEN v_sv IS NULL THEN 'no value' WHEN v_sv >= 9 THEN '>= 9' WHEN v_sv >= 7 THEN '>= 7'
                  WHEN v_sv >= 5 THEN '>= 5' ELSE 'no rule met' END AS w_sv,
@@ -75,11 +75,11 @@ FROM (
                  ELSE 20.0 END AS p_en,
             CASE WHEN v_en IS NULL THEN 'no value' WHEN v_en >= 40 THEN '>= 40' WHEN v_en >= 20 THEN '>= 20'
                  ELSE 'no rule met' END AS w_en,
-      v_re, CASE WHEN v_re >= 2 THEN 100.0 WHEN v_re >= 1 THEN 50.0 ELSE 0.0 END AS p_re,
+      v_re, CASE WHEN v_re >= 2 THEN 100.0 WHEN v_re >= 1 THEN 80.0 ELSE 40.0 END AS p_re,
             CASE WHEN v_re >= 2 THEN '>= 2' WHEN v_re >= 1 THEN '>= 1' ELSE 'no rule met' END AS w_re
     FROM (
       SELECT a.id AS account_id, a.tier,
-        CASE WHEN a.seats_purchased > 0 THEN CAST(coalesce(ad.n, 0) AS {real}) * 100.0 / a.seats_purchased END AS v_ad,
+        CASE WHEN pe.n > 0 THEN CAST(coalesce(ad.n, 0) AS {real}) * 100.0 / pe.n END AS v_ad,
         CAST(coalesce(kf.n, 0) AS {real}) AS v_kf,
         CAST(coalesce(su.n, 0) AS {real}) AS v_su,
         sv.v AS v_sv,
@@ -90,6 +90,7 @@ FROM (
       LEFT JOIN (SELECT account_id, count(DISTINCT contact_id) AS n FROM events
                  WHERE name = 'login' AND occurred_at > :d30 AND occurred_at <= :now AND contact_id IS NOT NULL
                  GROUP BY account_id) ad ON ad.account_id = a.id
+      LEFT JOIN (SELECT account_id, count(*) AS n FROM contacts GROUP BY account_id) pe ON pe.account_id = a.id
       LEFT JOIN (SELECT account_id, count(DISTINCT {text_feature}) AS n FROM events
                  WHERE name = 'feature_used' AND occurred_at > :d30 AND occurred_at <= :now
                  GROUP BY account_id) kf ON kf.account_id = a.id
@@ -110,7 +111,7 @@ FROM (
                  WHERE c.role IN ('champion', 'exec_sponsor') AND e.name = 'login'
                    AND e.occurred_at > :d60 AND e.occurred_at <= :now
                  GROUP BY c.account_id) re ON re.account_id = a.id
-      WHERE a.status <> 'churned' OR a.churned_on > :day
+      WHERE a.contract_start <= :day AND (a.status <> 'churned' OR a.churned_on > :day)
     ) measured
   ) pointed
 ) scored

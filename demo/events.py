@@ -1,6 +1,7 @@
-"""A demo account's year of history: product activity of each contact (six detailed months, a
-lighter half-year before them), the events that make its pattern visible to an example playbook,
-billing, and for an account that churned, activity fading out before its churn day.
+"""A demo account's year of history: product activity of each contact (as busy a year ago as
+today), the events that make its pattern visible to an example playbook, billing, and for an
+account that churned, activity fading out before its churn day and its pattern's trouble weeks
+ahead of it.
 
 The hot loop of the demo store (~10 rows per contact): it works on tuples and shared,
 precomputed property dicts. Draws come from the one `random.Random` stream given, in a fixed
@@ -32,11 +33,15 @@ from demo.plan import (
 from engine.store.bulk import Row
 
 _HISTORY_SECONDS = 180 * DAY
-# Before the six detailed months, a lighter half-year: a year of history in all, so a health
-# model can be backtested over it. Churned accounts' histories end on their churn day.
+# A year of history, at the same pace all year: a health model backtested over it compares
+# churners and stayers on the same footing at any date. Churned accounts' histories end on their
+# churn day.
 _YEAR_SECONDS = 365 * DAY
 _FADE_SECONDS = 90 * DAY
 """Before churning, an account's product activity fades out over this long."""
+_LEAD_DAYS = (14, 60)
+"""A churned account's trouble (tickets, an overdue invoice, a detractor, a lost champion) came
+this many days before it left: a cause precedes its effect, so a model can see it coming."""
 _PRODUCT = frozenset({"login", "page_view", "feature_used"})
 
 _FEATURES = (
@@ -55,14 +60,15 @@ _FEATURE_PROPS = tuple({"feature": feature} for feature in _FEATURES)
 _PRIORITY_PROPS = tuple({"priority": f"P{level}"} for level in (1, 2, 3))
 _NPS_PROPS = tuple({"score": score} for score in range(11))
 
-# Background activity of one contact: (name, properties) picked by weight in one draw.
+# Background activity of one contact: (name, properties) picked by weight in one draw. Logins
+# lead: a contact of a healthy account signs in most months, so a 30-day window can see it.
 _ACTIVITY: tuple[tuple[str, dict[str, Any]], ...] = (
     ("login", _EMPTY),
     ("page_view", _EMPTY),
     *(("feature_used", props) for props in _FEATURE_PROPS),
     *(("support_ticket_opened", props) for props in _PRIORITY_PROPS),
 )
-_ACTIVITY_CUM = tuple(accumulate((30.0, 38.0, *([25.0 / len(_FEATURES)] * len(_FEATURES)), 0.6, 1.2, 1.2)))
+_ACTIVITY_CUM = tuple(accumulate((55.0, 13.0, *([25.0 / len(_FEATURES)] * len(_FEATURES)), 0.6, 1.2, 1.2)))
 
 _OVERDUE_PROPS = tuple({"days_overdue": days, "amount": 0.0} for days in (15, 21, 30, 45))
 _LEFT_PROPS = tuple({"role": role} for role in ("champion", "exec_sponsor", "user"))
@@ -97,16 +103,12 @@ def _account_events(rng: random.Random, plan: AccountPlan, today: date) -> list[
     # A churned account's history is drawn as of its churn day, then moved back to it.
     end = plan.churned_on or today
     since_start = max(DAY, (end - plan.contract_start).days * DAY)
-    span = min(_HISTORY_SECONDS, since_start) - earliest
-    older = min(_YEAR_SECONDS, since_start) - _HISTORY_SECONDS
+    span = max(DAY, min(_YEAR_SECONDS, since_start) - earliest)
     out: list[_RawEvent] = []
     new_user = first_contact + plan.contact_count - 1 if plan.pattern == NEW_USER and plan.contact_count > 1 else None
     for contact_id in range(first_contact, first_contact + plan.contact_count):
         if contact_id != new_user:
             out.extend(_contact_activity(rng, contact_id, earliest, span))
-            if older > 0:
-                picks = rng.choices(_ACTIVITY, cum_weights=_ACTIVITY_CUM, k=1 + int(draw() * 2))
-                out.extend((_HISTORY_SECONDS + int(draw() * older), contact_id, n, p) for n, p in picks)
     if plan.pattern == ADVOCATE:
         out = [e for e in out if not (e[2] == "support_ticket_opened" and e[0] < 30 * DAY)]
     if since_start < 45 * DAY and draw() < 0.5:
@@ -116,7 +118,11 @@ def _account_events(rng: random.Random, plan: AccountPlan, today: date) -> list[
         went_live = since_start - (20 + int(draw() * 30)) * DAY
         if went_live > 0:
             out.append((went_live, first_contact, "go_live", _EMPTY))
-    out.extend(_pattern_events(rng, plan, new_user))
+    trouble = _pattern_events(rng, plan, new_user)
+    if plan.churned_on is not None:
+        lead = rng.randint(*_LEAD_DAYS) * DAY
+        trouble = [(seconds_ago + lead, who, name, props) for seconds_ago, who, name, props in trouble]
+    out.extend(trouble)
     if plan.pattern == QUIET:
         # The admin's last login marks the moment the account went quiet.
         out.append((plan.quiet_for, first_contact, "login", _EMPTY))
@@ -190,7 +196,10 @@ def _pattern_events(rng: random.Random, plan: AccountPlan, new_user: int | None)
 
 def _contact_activity(rng: random.Random, contact_id: int, earliest: int, span: int) -> list[_RawEvent]:
     draw = rng.random
-    picks = rng.choices(_ACTIVITY, cum_weights=_ACTIVITY_CUM, k=3 + int(draw() * 12))
+    # 3–14 events per six months, at that pace over the whole span (up to a year).
+    picks = rng.choices(
+        _ACTIVITY, cum_weights=_ACTIVITY_CUM, k=max(1, round((3 + draw() * 12) * span / _HISTORY_SECONDS))
+    )
     out: list[_RawEvent] = [(earliest + int(draw() * span), contact_id, name, props) for name, props in picks]
     if draw() < 0.3:
         seconds_ago = earliest + int(draw() * span)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
 from engine.archive import archived_keys
 from engine.audit_report import find_contacts
@@ -105,7 +105,7 @@ def _enrollments(conn: Connection, ids: list[int]) -> list[TimelineEntry]:
 def _decisions(conn: Connection, ids: tuple[int, ...], enrollment_ids: list[int]) -> list[TimelineEntry]:
     # The contact's own decisions, and their enrollments' decisions that name no one (a wait, an
     # exit, a goal): the audit's `enrolled` rows are covered by the enrollments themselves.
-    whose = audit_log.c.contact_id.in_(ids)
+    whose: ColumnElement[bool] = audit_log.c.contact_id.in_(ids)
     if enrollment_ids:
         whose = or_(whose, and_(audit_log.c.enrollment_id.in_(enrollment_ids), audit_log.c.contact_id.is_(None)))
     query = select(audit_log).where(whose, audit_log.c.decision != "enrolled").order_by(audit_log.c.at, audit_log.c.id)

@@ -131,9 +131,11 @@ def tick(
 ) -> list[dict[str, Any]]:
     """One tick at `now` (default: the run's scheduled start time, UTC) over every active
     playbook. A live tick earlier than the store's last one raises TimeWentBackwards unless
-    `force`; a dry run may look at any moment. Each row's `error` names a playbook that failed
-    while the others ran; with `fail_on_error` (deployments) the run then raises PlaybooksFailed
-    so Prefect marks it failed. A failing dispatch batch raises (its claim released first)."""
+    `force` — but a scheduled run (no `now`) older than the store's last tick completes with
+    nothing to do, superseded by that later tick; a dry run may look at any moment. Each row's
+    `error` names a playbook that failed while the others ran; with `fail_on_error`
+    (deployments) the run then raises PlaybooksFailed so Prefect marks it failed. A failing
+    dispatch batch raises (its claim released first)."""
     at = now or scheduled_moment()
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)
@@ -150,6 +152,16 @@ def tick(
             dry_rows = [s.as_dict() for s in api.run_tick(dry, call=as_task).values()]
             report.log_failures(logger, dry_rows)
             return dry_rows
+    last = api.last_tick(engine)
+    if now is None and not force and last is not None and at < last:
+        # An enqueued run that started after a later one: that tick already judged the world at a
+        # later moment, so nothing is left for this one (deployment runs never overlap).
+        said = f"superseded: the store already ticked at {last.isoformat()} UTC, after this run's {at.isoformat()}"
+        logger.warning("%s; nothing to do", said)
+        create_markdown_artifact(
+            f"# Touchflow tick at {at.isoformat()} UTC\n\n{said}; nothing to do.\n", key="tick-summary"
+        )
+        return []
     start_live_tick(at, force)
     configured = make_channel(project.delivery, project.settings.outbox_dir)
     live = api.Tick(api.LiveStore(engine), project, at, run_id, ids, configured.channel, configured.settings)

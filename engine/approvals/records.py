@@ -74,11 +74,11 @@ def list_approvals(
             latest[(row.playbook_id, row.step_id, row.arm, row.locale)] = row  # the last one wins
     found = []
     for c in contents:
-        row = latest.get((c.playbook_id, c.step_id, c.arm, c.locale))
-        if row is None:
+        last = latest.get((c.playbook_id, c.step_id, c.arm, c.locale))
+        if last is None:
             found.append(ApprovalStatus(c))
         else:
-            found.append(ApprovalStatus(c, row.content_hash, row.approved_by, row.approved_at, row.comment))
+            found.append(ApprovalStatus(c, last.content_hash, last.approved_by, last.approved_at, last.comment))
     return found
 
 

@@ -111,7 +111,9 @@ def approve_command(
 @archive.command("show")
 def show_command(
     send_key: Annotated[str, typer.Argument(help="The message's send key (from `touchflow audit`).")],
-    raw: Annotated[bool, typer.Option("--raw", help="The MIME bytes exactly as sent (an .eml).")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="The message as an .eml file (headers and parts as sent).")
+    ] = False,
 ) -> None:
     """A message exactly as it was sent — never re-rendered from today's templates."""
     from engine.archive import message_as_sent
@@ -124,14 +126,13 @@ def show_command(
         err.print(f"error: no archived message '{send_key}' (never sent, or past the retention)", markup=False)
         raise typer.Exit(1)
     if raw:
-        sys.stdout.buffer.write(found.mime)
+        sys.stdout.buffer.write(found.eml())
         return
-    parsed = found.message()
-    for name in ("From", "To", "Subject", "Date", "Message-ID"):
-        out.print(f"{name}: {parsed.get(name, '')}", markup=False, soft_wrap=True)
+    for name in ("From", "To", "Subject", "Date"):
+        out.print(f"{name}: {found.header(name) or ''}", markup=False, soft_wrap=True)
     out.print(f"content hash: {found.content_hash}; archived {found.archived_at.isoformat()}", markup=False)
     out.print("", markup=False)
-    out.print(found.parts().get("text/plain", ""), markup=False, soft_wrap=True)
+    out.print(found.text, markup=False, soft_wrap=True)
 
 
 @archive.command("prune")

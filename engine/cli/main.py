@@ -11,10 +11,10 @@ from engine.cli import portfolio as portfolio_cli
 from engine.cli.bench import bench
 from engine.cli.experiments import experiments
 from engine.cli.health import health
-from engine.cli.users import users
 from engine.cli.keys import keys
 from engine.cli.setup import setup
 from engine.cli.tasks import tasks
+from engine.cli.users import users
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -22,8 +22,8 @@ def serve(
     webhook); without it the webhook is off and the rest is served."""
     import uvicorn
 
-    from engine.unsubscribe import load_links
     from engine.console import create_console
+    from engine.unsubscribe import load_links
     from engine.webhooks.app import create_app
 
     key = os.environ.get("TOUCHFLOW_SENDGRID_WEBHOOK_KEY") or None

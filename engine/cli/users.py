@@ -71,7 +71,7 @@ def list_() -> None:
         with engine.connect() as conn:
             for user in list_users(conn):
                 state = "active" if user.active else f"disabled {user.disabled_at:%Y-%m-%d %H:%M}"
-                out.print(f"{user.email}\t{user.role}\t{state}", markup=False)
+                typer.echo(f"{user.email}\t{user.role}\t{state}")  # tab-separated: scripts read it
     finally:
         engine.dispose()
 

@@ -1,11 +1,13 @@
 """The emails of a window, kept as they go out (engine/archive.py), in the commit that marks them
-`sending`: each message's MIME as the channel builds it."""
+`sending`: the header values every channel writes (already checked), the subject, text and HTML."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.utils import format_datetime
 
 from sqlalchemy import Connection
 
@@ -16,17 +18,38 @@ log = logging.getLogger("touchflow.archive")
 
 
 def archive_window(conn: Connection, emails: Sequence[OutgoingEmail], now: datetime) -> int:
-    """Archive `emails` (their MIME bytes, the rendered subject, the recipient, the content hash).
-    A message whose MIME cannot be built is left out (its channel fails it with the reason);
-    a failed write loses the copies, never the sends. Returns the messages archived."""
+    """Archive `emails`. A message whose headers cannot be written is left out (its channel fails
+    it with the reason); a failed write loses the copies, never the sends. Returns the count."""
     kept = []
     for email in emails:
         try:
-            mime = email.to_mime().as_bytes()
+            kept.append(_parts(email))
         except Exception as exc:  # an unsafe header: the channel refuses this message itself
             log.warning("not archived: %s: %s", email.send_key, exc)
-            continue
-        kept.append(
-            ToArchive(email.send_key, email.rendered.content_hash, email.to_email, email.rendered.subject, mime)
-        )
     return archive_messages(conn, kept, now)
+
+
+def _parts(email: OutgoingEmail) -> ToArchive:
+    values = email.header_values  # what every channel writes, checked once per email (cached)
+    # No Message-ID: each channel draws its own as it sends (the ledger's `provider_message_id`).
+    # As a mail client shows them: a display name quoted where it must be, never re-parsed apart.
+    sender = str(Address(display_name=values.sender_name, addr_spec=values.sender_email))
+    recipient = str(Address(display_name=values.to_name, addr_spec=values.to_email))
+    headers = [
+        ("From", sender),
+        ("To", recipient),
+        ("Subject", values.subject),
+        ("Date", format_datetime(email.at.replace(tzinfo=UTC))),
+        *values.tags,
+        *email.list_unsubscribe_headers().items(),
+    ]
+    rendered = email.rendered
+    return ToArchive(
+        email.send_key,
+        rendered.content_hash,
+        email.to_email,
+        rendered.subject,
+        tuple(headers),
+        rendered.text,
+        rendered.html,
+    )

@@ -66,13 +66,7 @@ class OutgoingEmail:
     def to_mime(self) -> EmailMessage:
         """A multipart/alternative message (text, then HTML) with Touchflow's tracing headers. Every
         header is written by `engine.dispatch.headers` and the message is read back as a mail client
-        reads it before it is returned: HeaderError (that message fails) if anything differs.
-        Built once per email (the MIME boundary is drawn when it is first written out), so the
-        archive of the message as sent (engine/archive.py) holds the very bytes the channel sends."""
-        return self._mime
-
-    @cached_property
-    def _mime(self) -> EmailMessage:
+        reads it before it is returned: HeaderError (that message fails) if anything differs."""
         values = self.header_values
         fields = [
             Field("From", values.sender_name, "address", values.sender_email),

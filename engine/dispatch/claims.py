@@ -7,8 +7,8 @@ PostgreSQL), so two dispatchers never take the same row; a crash after the claim
 
 A claim never strands: a dispatcher whose batch fails after claiming (a missing concurrency
 limit, a lost connection) `release`s what it still holds, and a claim whose dispatcher died
-expires `reconcile_after` after `claimed_at` — the real clock's time of the claim, not the
-tick's `now` — so a re-run at the same `--now` recovers it.
+expires `reconcile_after` after `claimed_at` — the real clock's time of the claim — as well as
+by the tick's `now`, so a re-run at the same `--now` recovers it.
 """
 
 from __future__ import annotations
@@ -94,6 +94,22 @@ def mark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> s
         )
         moved.update(conn.execute(stmt).scalars())
     return moved
+
+
+def unmark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> int:
+    """sending → claimed for rows that provably never left (no send time was handed to the
+    sending threads), still under this dispatcher's token; `release` then frees them. The
+    caller commits."""
+    count = 0
+    for token in {r.claim_token for r in rows}:
+        ids = [r.id for r in rows if r.claim_token == token]
+        stmt = (
+            update(ledger)
+            .where(ledger.c.id.in_(ids), ledger.c.status == "sending", _held(token))
+            .values(status="claimed", updated_at=now)
+        )
+        count += conn.execute(stmt).rowcount
+    return count
 
 
 def release(conn: Connection, token: str, now: datetime) -> int:

@@ -21,7 +21,7 @@ from engine.audit import Reason, ledger_fields
 from engine.dispatch.actions import task_outcome, webhook_outcome
 from engine.dispatch.archiving import archive_window
 from engine.dispatch.channels import OutgoingEmail, SendError
-from engine.dispatch.claims import mark_sending
+from engine.dispatch.claims import mark_sending, unmark_sending
 from engine.dispatch.context import BatchContext, RenderJob, email_job, load_context, outgoing_email, split_unreadable
 from engine.dispatch.outcomes import DispatchResult, Outcome, failed, send_failure, send_wait, sent, write_outcomes
 from engine.dispatch.settings import Dispatch, DispatchSettings
@@ -123,7 +123,17 @@ def deliver(
                     commit()
                 # Only what is still ours goes out: never a row another dispatcher now holds.
                 mine = [item for item in outgoing if item[0].id in moved]
-                _submit_paced(sender, mine, settings)
+                try:
+                    _submit_paced(sender, mine, settings)
+                except BaseException:
+                    # A reservation that failed (the limiter's server unreachable) leaves rows
+                    # `sending` that never left: back to `claimed`, so the batch's release
+                    # frees them instead of their ending `unknown`.
+                    unsent = [item[0] for item in mine if item[0].id not in sender.submitted]
+                    unmark_sending(conn, unsent, now)
+                    if commit is not None:
+                        commit()
+                    raise
             while sender.in_flight > 1:  # keep one window sending while the next one renders
                 settle(sender.collect_oldest())
         while sender.in_flight:
@@ -199,6 +209,7 @@ class _Sender:
         self.channel, self.settings, self.now = dispatch.channel, dispatch.settings, now
         self._windows: deque[list[Future[Outcome]] | list[Outcome]] = deque()
         self._pool: ThreadPoolExecutor | None = None
+        self.submitted: set[int] = set()  # ledger ids handed to the sending threads
         if self.settings.concurrency > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="touchflow-send")
 
@@ -219,6 +230,7 @@ class _Sender:
         each message waits for its send time first."""
         times: list[float | None] = list(slots) if slots is not None else [None] * len(outgoing)
         items = list(zip(outgoing, times, strict=True))
+        self.submitted.update(item[0].id for item in outgoing)
         if self._pool is None:
             self._windows.append([self._send(item, at) for item, at in items])
         else:

@@ -6,9 +6,10 @@ request went out. Either may have been delivered. The rules, in order:
 
 0. `claimed` for longer than `after` → `planned` again: a dispatcher claimed it and died before
    its request (rows turn `sending` just before theirs), so it is safe to send. "Longer" is
-   measured on the real clock (`wall`, against the row's `claimed_at`) when it is given, as a
-   live tick does: a re-run at the same `--now` still sees a dead dispatcher's claim expire,
-   and a tick far ahead of a live one does not take its claims;
+   measured on the real clock too (`wall`, against the row's `claimed_at`) when it is given, as
+   a live tick does: a re-run at the same `--now` still sees a dead dispatcher's claim expire.
+   A claim requeued while its dispatcher still lives costs nothing but time: every later write
+   of that dispatcher is guarded by its claim token, so it sends none of those rows;
 1. the outbox (when its directory is given): the truth is on disk. A `sending` row older than
    `after`, or an `unknown` one, is `sent` when its `<send_key>.eml` is committed and whole (the
    channel writes a temp file and renames it, so the name means a complete message; it is parsed
@@ -60,16 +61,13 @@ def reconcile(
 
     `outbox`: the outbox directory when the project's channel is the outbox; its rows are then
     settled from the disk (rule 1). Without it every row follows the provider rules (2–4).
-    `wall`: the real clock's time (naive UTC); claims expire by it (rule 0). Without it, or for a
-    row claimed before claims carried `claimed_at`, by the tick's `now`."""
+    `wall`: the real clock's time (naive UTC); claims also expire by it (rule 0), not only by
+    the tick's `now`."""
     has_event = exists().where(message_events.c.send_key == ledger.c.send_key)
     stale = ledger.c.updated_at < now - after
     expired: Any = stale
-    if wall is not None:
-        expired = or_(
-            and_(ledger.c.claimed_at.is_not(None), ledger.c.claimed_at < wall - after),
-            and_(ledger.c.claimed_at.is_(None), stale),
-        )
+    if wall is not None:  # a re-run at the same `now` still sees a dead dispatcher's claim expire
+        expired = or_(stale, and_(ledger.c.claimed_at.is_not(None), ledger.c.claimed_at < wall - after))
     requeued = _settle(
         conn,
         [ledger.c.status == "claimed", expired],

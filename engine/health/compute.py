@@ -96,9 +96,9 @@ def explain(score: Score, spec: HealthSpec | None) -> list[str]:
         label = (component.label if component and component.label else name.replace("_", " ").capitalize()) + ":"
         value, points = _number(part, "value"), _number(part, "points")
         why = part.get("why") if isinstance(part, dict) else None
-        shown = "no value" if value is None else f"{value:g}"
+        shown = "no value" if value is None else f"value {value:g}"
         rule = f"value {why}" if why and why not in ("no value", "no rule met") else why or ""
-        lines.append(f"{label:<16} value {shown:<8} → {_show(points):>5} points  ({rule})")
+        lines.append(f"{label:<16} {shown:<14} → {_show(points):>5} points  ({rule})")
     lines.append(f"{'score:':<16} {score.score:.1f} ({score.band}) on {score.computed_on.isoformat()}")
     return lines
 

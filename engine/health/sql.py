@@ -50,9 +50,15 @@ _MEASURES = {"opened": ("open", "click"), "clicked": ("click",), "bounced": ("bo
 
 
 def scored_accounts(day: date) -> ColumnElement[bool]:
-    """The accounts a day's scores cover: not churned by then (an account that churned later was
-    still a customer that day; one churned on an unknown date is left out)."""
-    return or_(accounts.c.status != "churned", accounts.c.churned_on > day)
+    """The accounts a day's scores cover: customers that day — their contract started by then, and
+    not churned by then (an account that churned later was still a customer that day; one churned
+    on an unknown date is left out)."""
+    # Before its contract an account has no activity and cannot churn: scoring it would count a
+    # non-customer as an unhealthy account that stayed.
+    return and_(
+        accounts.c.contract_start <= day,
+        or_(accounts.c.status != "churned", accounts.c.churned_on > day),
+    )
 
 
 def _in_window(name: str, now: datetime, within: Any) -> list[ColumnElement[bool]]:

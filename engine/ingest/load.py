@@ -9,45 +9,39 @@ alone — so importing a file twice changes nothing. The whole import is one tra
 from __future__ import annotations
 
 import difflib
+import gc
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from itertools import islice
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, select, true
+from sqlalchemy import Connection, Engine, Table, bindparam, select, true
 
+from engine.ingest.columns import checked_columns
 from engine.ingest.contract import CONTRACT, BadValue, Kind, bag_value, converter
 from engine.ingest.parse import ROW_ERROR, FileProblem, Position, RawRow, read_rows
 from engine.ingest.seen import SeenKeys
+from engine.ingest.tables import REFERENCE_IDS, REFERENCES, Lookups, Staging
 from engine.store import models
-from engine.store.bulk import bulk_insert, clear_tables, conflict_insert
+from engine.store.bulk import one_of
 from engine.store.freshness import Arrival, event_source, record_arrivals
 
 # Rows validated, resolved and written together: bounded memory, few round trips.
 CHUNK = 1000
-# New rows staged before they move into their table together.
-_STAGED = 50_000
-# References remembered per column before the memory is emptied (a few MB at most).
-_LOOKUPS = 200_000
 _TABLES: dict[str, Table] = {
     "accounts": models.accounts,
     "contacts": models.contacts,
     "csms": models.csms,
     "events": models.events,
     "suppressions": models.suppressions,
-}
-# Reference column → (table it names, the column of that table holding the id it gives).
-_REFERENCES: dict[str, tuple[Table, str]] = {
-    "csm_external_id": (models.csms, "csm_id"),
-    "account_external_id": (models.accounts, "account_id"),
-    "contact_external_id": (models.contacts, "contact_id"),
 }
 
 
@@ -128,17 +122,21 @@ def import_files(
     contract = CONTRACT[kind]
     arrivals: dict[str, list[Any]] = {}  # source → [rows, latest data time]
     rows_read = bytes_before = 0
-    lookups, staging = _Lookups(), _Staging()
-    with engine.connect() as conn:
+    lookups, staging = Lookups(), Staging()
+    with engine.connect() as conn, _collector_spared():
         transaction = conn.begin()
         for path in paths:
             seen = SeenKeys()  # duplicates inside one file
             position = Position()
+            # Into an empty table nothing is stored to compare with: no lookup per chunk. (A
+            # key twice in the file is a duplicate; a key another writer stores meanwhile is
+            # skipped on conflict.)
+            fresh = conn.execute(select(true()).select_from(_TABLES[kind]).limit(1)).first() is None
             try:
                 rows = read_rows(path, fmt, on_header=_header_check(contract, str(path)), position=position)
                 while chunk := list(islice(rows, CHUNK)):
                     checked = _checked(contract, str(path), chunk, seen, summary, on_reject)
-                    _write(conn, contract, checked, summary, on_reject, now, arrivals, lookups, staging)
+                    _write(conn, contract, checked, summary, on_reject, now, arrivals, lookups, staging, fresh)
                     rows_read += len(chunk)
                     on_progress(rows_read, bytes_before + position.bytes)
                 summary.inserted += staging.move(conn)  # a later file may name the same keys
@@ -157,6 +155,22 @@ def import_files(
         summary.inserted = summary.updated = summary.unchanged = 0
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextmanager
+def _collector_spared() -> Iterator[None]:
+    """Keep Python's cycle collector off the objects that exist before the import (the modules,
+    SQLAlchemy's caches): every chunk allocates thousands of short-lived containers, and each
+    full collection would walk all of them again (~8 % of an import). `gc.freeze` moves them
+    out of its sight until the import ends; nothing is frozen if something else already did."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _header_check(kind: Kind, path: str) -> Callable[[list[str]], None]:
@@ -187,13 +201,23 @@ def _checked(
     on_reject: Callable[[Reject], None],
 ) -> list[_Row]:
     valid: list[_Row] = []
-    for line, raw in chunk:
-        row = _Row(path, line, raw)
-        problems = _validate(kind, row)
-        if problems:
-            _reject(row, "; ".join(problems), summary, on_reject)
-        else:
-            valid.append(row)
+    # The usual chunk is checked a column at a time; one that needs it, row by row.
+    fast = checked_columns(kind, REFERENCE_IDS, [raw for _, raw in chunk]) if chunk else None
+    if fast is not None:
+        valid = [_Row(path, line, raw, values, refs) for (line, raw), values, refs in zip(chunk, *fast, strict=True)]
+        # The chunk's rows give the same columns: all or none lack a key of their own.
+        if kind.name == "suppressions" or kind.key not in valid[0].values:
+            for row in valid:
+                _complete(kind, row)
+    else:
+        for line, raw in chunk:
+            row = _Row(path, line, raw)
+            problems = _validate(kind, row)
+            if problems:
+                _reject(row, "; ".join(problems), summary, on_reject)
+            else:
+                _complete(kind, row)
+                valid.append(row)
     keyed = [row for row in valid if row.values.get(kind.key) is not None]
     firsts = seen.first_lines([str(row.values[kind.key]) for row in keyed], [row.line for row in keyed])
     duplicates: set[int] = set()
@@ -212,7 +236,7 @@ def _reject(row: _Row, reason: str, summary: Summary, on_reject: Callable[[Rejec
 @cache
 def _parsers(kind_name: str) -> dict[str, tuple[Callable[[Any], Any], bool]]:
     """Column name → (its converter, whether it is a reference): one dict lookup per value."""
-    return {c.name: (converter(c.type), c.name in _REFERENCES) for c in CONTRACT[kind_name].columns}
+    return {c.name: (converter(c.type), c.name in REFERENCES) for c in CONTRACT[kind_name].columns}
 
 
 def _validate(kind: Kind, row: _Row) -> list[str]:
@@ -254,11 +278,16 @@ def _validate(kind: Kind, row: _Row) -> list[str]:
         problems += _absent(kind, row, bad)
     if kind.bag:
         row.values[kind.bag] = bag
-    if kind.name == "suppressions" and "email" in row.values:
-        row.values["email"] = row.values["email"].lower()
-    if kind.name == "events" and not problems and "event_id" not in row.values:
-        row.values["event_id"] = _event_key(row)
     return problems
+
+
+def _complete(kind: Kind, row: _Row) -> None:
+    """What a good row's values get beyond their columns: a suppression's address in lower
+    case, an event without an id the key of its content."""
+    if kind.name == "suppressions":
+        row.values["email"] = row.values["email"].lower()
+    elif kind.name == "events" and "event_id" not in row.values:
+        row.values["event_id"] = _event_key(row)
 
 
 def _absent(kind: Kind, row: _Row, bad: set[str]) -> list[str]:
@@ -268,8 +297,8 @@ def _absent(kind: Kind, row: _Row, bad: set[str]) -> list[str]:
         if column.name not in row.values and column.name not in row.refs and column.name not in bad:
             if column.required:
                 problems.append(f"column '{column.name}' is required")
-            elif column.name in _REFERENCES:  # absent: the reference is cleared
-                row.values[_REFERENCES[column.name][1]] = None
+            elif column.name in REFERENCES:  # absent: the reference is cleared
+                row.values[REFERENCES[column.name][1]] = None
             elif column.name != kind.key:  # absent: the default, or cleared
                 row.values[column.name] = column.default
     return problems
@@ -295,8 +324,9 @@ def _write(
     on_reject: Callable[[Reject], None],
     at: datetime,
     arrivals: dict[str, list[Any]],
-    lookups: _Lookups,
-    staging: _Staging,
+    lookups: Lookups,
+    staging: Staging,
+    fresh: bool,
 ) -> None:
     rows = _resolved(conn, rows, summary, on_reject, lookups)
     if not rows:
@@ -304,13 +334,17 @@ def _write(
     _count_arrivals(kind, rows, at, arrivals)
     table = _TABLES[kind.name]
     key = table.c[kind.key]
-    keys = [row.values[kind.key] for row in rows]
-    stored = {r._mapping[kind.key]: r._mapping for r in conn.execute(select(table).where(key.in_(keys)))}
+    stored: dict[Any, Any] = {}
+    if not fresh:
+        keys = [row.values[kind.key] for row in rows]
+        query = select(table).where(one_of(conn, key, keys))
+        stored = {r._mapping[kind.key]: r._mapping for r in conn.execute(query)}
     inserts, updates = [], []
+    extra = {"source": "import", "created_at": at} if kind.name == "suppressions" else None
     for row in rows:
         before = stored.get(row.values[kind.key])
         if before is None:
-            inserts.append(row.values | ({"source": "import", "created_at": at} if kind.name == "suppressions" else {}))
+            inserts.append(row.values if extra is None else row.values | extra)
         elif any(_differs(before[name], value) for name, value in row.values.items()):
             updates.append(row.values | {"b_key": row.values[kind.key]})
         else:
@@ -326,12 +360,14 @@ def _count_arrivals(kind: Kind, rows: list[_Row], at: datetime, arrivals: dict[s
     """Add `rows` (accepted, written or unchanged: either way the feed is alive) to `arrivals`:
     per event name with its newest `occurred_at`; per table, with the time they arrived."""
     if kind.name == "events":
-        for row in rows:
-            entry = arrivals.setdefault(event_source(row.values["name"]), [0, None])
-            entry[0] += 1
-            occurred = row.values["occurred_at"]
-            if entry[1] is None or occurred > entry[1]:
-                entry[1] = occurred
+        names = [row.values["name"] for row in rows]
+        # Sorted (name, time) pairs into a dict: the last, i.e. newest, time per name stays.
+        newest = dict(sorted(zip(names, [row.values["occurred_at"] for row in rows], strict=True)))
+        for name, n in Counter(names).items():
+            entry = arrivals.setdefault(event_source(name), [0, None])
+            entry[0] += n
+            if entry[1] is None or newest[name] > entry[1]:
+                entry[1] = newest[name]
     elif kind.name != "suppressions":
         entry = arrivals.setdefault(kind.name, [0, at])
         entry[0] += len(rows)
@@ -343,136 +379,71 @@ def _differs(stored: Any, value: Any) -> bool:
     return bool(stored != value)
 
 
-class _Staging:
-    """New rows reach their table through a temporary staging table: loaded by the driver's
-    fast path (`bulk_insert`: SQLite executemany, PostgreSQL COPY) chunk after chunk, then moved
-    every _STAGED rows (and at the end of each file) with one `INSERT … SELECT … ON CONFLICT DO
-    NOTHING` — so a key another writer stored meanwhile is neither doubled nor an error, at a
-    fraction of the cost of SQLAlchemy binding every row. The staged rows wait in the database
-    (a temporary table spills to disk), not in memory."""
-
-    def __init__(self) -> None:
-        self.table: Table | None = None
-        self.target: Table | None = None
-        self.key = ""
-        self.staged = 0
-
-    def insert(self, conn: Connection, target: Table, key: str, rows: list[dict[str, Any]]) -> int:
-        """Stage `rows` (dicts with the same keys) for `target`; return how many rows went into
-        `target` (those of a move, when this call made one)."""
-        names = list(rows[0])
-        staging = self.table
-        if staging is None or [c.name for c in staging.c] != names:
-            moved = self.move(conn)
-            self.drop(conn)
-            staging = Table(
-                f"import_{target.name}",
-                MetaData(),
-                *(Column(name, target.c[name].type) for name in names),
-                prefixes=["TEMPORARY"],
-            )
-            # A left-over one is possible on SQLite, whose DDL may run outside the transaction.
-            staging.drop(conn, checkfirst=True)
-            staging.create(conn)
-            self.table, self.target, self.key = staging, target, key
-        else:
-            moved = 0
-        self.staged += bulk_insert(conn, staging, names, map(itemgetter(*names), rows))
-        return moved + (self.move(conn) if self.staged >= _STAGED else 0)
-
-    def move(self, conn: Connection) -> int:
-        """Move the staged rows into their table, unless their key is taken; return how many went in."""
-        if self.table is None or self.target is None or not self.staged:
-            return 0
-        names = [c.name for c in self.table.c]
-        # WHERE true: SQLite reads `INSERT … SELECT … ON CONFLICT` as a join's ON without it.
-        moved = conflict_insert(conn, self.target).from_select(names, select(*self.table.c).where(true()))
-        result = conn.execute(moved.on_conflict_do_nothing(index_elements=[self.target.c[self.key]]))
-        count = int(result.rowcount) if result.rowcount >= 0 else self.staged
-        # TRUNCATE on PostgreSQL: a temporary table is never vacuumed, and dead rows would make
-        # every later move scan them.
-        clear_tables(conn, [self.table])
-        self.staged = 0
-        return count
-
-    def drop(self, conn: Connection) -> None:
-        """Drop the staging table, if one was made (inside the import's transaction)."""
-        if self.table is not None:
-            self.table.drop(conn)
-            self.table = None
-
-
-class _Lookups:
-    """The store ids of the references met so far in this import (a miss kept as None).
-
-    Events name the same accounts and contacts over and over: one query per new name rather
-    than per chunk. Sound because an import never writes the tables it references (events
-    reference accounts and contacts, contacts accounts, accounts CSMs). Bounded: emptied when
-    it grows past _LOOKUPS entries, so memory stays flat."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, dict[str, int | None]] = {name: {} for name in _REFERENCES}
-        # A contact's account: (its id, its external id).
-        self.owners: dict[str, tuple[int, str | None]] = {}
-
-    def fetch(self, conn: Connection, name: str, wanted: list[str]) -> None:
-        """Look up the `wanted` references of column `name` not already known."""
-        known = self.ids[name]
-        if len(known) > _LOOKUPS:
-            known.clear()
-            if name == "contact_external_id":
-                self.owners.clear()
-        wanted = [ref for ref in wanted if ref not in known]
-        if not wanted:
-            return
-        table = _REFERENCES[name][0]
-        if table is models.contacts:
-            owner = models.accounts
-            query = (
-                select(table.c.external_id, table.c.id, table.c.account_id, owner.c.external_id.label("owner"))
-                .join(owner, owner.c.id == table.c.account_id)
-                .where(table.c.external_id.in_(wanted))
-            )
-            for r in conn.execute(query):
-                known[r.external_id] = r.id
-                self.owners[r.external_id] = (r.account_id, r.owner)
-        else:
-            query = select(table.c.external_id, table.c.id).where(table.c.external_id.in_(wanted))
-            known.update((r.external_id, r.id) for r in conn.execute(query))
-        for ref in wanted:
-            known.setdefault(ref, None)
-
-
 def _resolved(
-    conn: Connection, rows: list[_Row], summary: Summary, on_reject: Callable[[Reject], None], lookups: _Lookups
+    conn: Connection, rows: list[_Row], summary: Summary, on_reject: Callable[[Reject], None], lookups: Lookups
 ) -> list[_Row]:
     """Rows whose references name rows of the store, with their ids filled in; the rest rejected."""
-    for name in _REFERENCES:
+    if _all_found(conn, rows, lookups):
+        return rows
+    for name in REFERENCES:
         wanted = sorted({row.refs[name] for row in rows if name in row.refs})
         if wanted:
             lookups.fetch(conn, name, wanted)
     ids = lookups.ids
+    owners = lookups.owners
     kept = []
+    # Once per row of every chunk: kept to dict lookups (a rejected row's values are not used).
     for row in rows:
-        missing = [
-            f"{name} '{ref}': no such {_REFERENCES[name][0].name[:-1]} in the store or earlier in this import"
-            for name, ref in row.refs.items()
-            if ids[name].get(ref) is None
-        ]
-        if not missing and _names_both(row):
-            missing = _other_account(row, ids, lookups.owners)
+        refs, values = row.refs, row.values
+        missing = None
+        for name, ref in refs.items():
+            found = ids[name].get(ref)
+            if found is None:
+                missing = (missing or []) + [
+                    f"{name} '{ref}': no such {REFERENCES[name][0].name[:-1]} in the store or earlier in this import"
+                ]
+            else:
+                values[REFERENCE_IDS[name]] = found
+        if (
+            missing is None
+            and "contact_external_id" in refs
+            and "account_external_id" in refs
+            and owners[refs["contact_external_id"]][0] != values["account_id"]
+        ):
+            missing = _other_account(row, ids, owners)
         if missing:
             _reject(row, "; ".join(missing), summary, on_reject)
             continue
-        for name, ref in row.refs.items():
-            row.values[_REFERENCES[name][1]] = ids[name][ref]
         kept.append(row)
     return kept
 
 
-def _names_both(row: _Row) -> bool:
-    """Whether `row` names both an account and a contact (an event's, as contacts name no contact)."""
-    return "contact_external_id" in row.refs and "account_external_id" in row.refs
+def _all_found(conn: Connection, rows: list[_Row], lookups: Lookups) -> bool:
+    """The usual chunk, a column at a time: when every row names the same reference columns,
+    each reference is found and every event's contact is its account's, fill in the ids and say
+    True; otherwise change nothing and say False (the row by row path names what is wrong)."""
+    if not rows:
+        return True
+    names = rows[0].refs.keys()
+    if any(row.refs.keys() != names for row in rows):
+        return False
+    found: dict[str, list[int | None]] = {}
+    for name in names:
+        refs = [row.refs[name] for row in rows]
+        lookups.fetch(conn, name, sorted(set(refs)))
+        found[name] = list(map(lookups.ids[name].__getitem__, refs))
+        if None in found[name]:
+            return False
+    if "contact_external_id" in found and "account_external_id" in found:
+        owners = lookups.owners
+        contacts = [row.refs["contact_external_id"] for row in rows]
+        if [owners[contact][0] for contact in contacts] != found["account_external_id"]:
+            return False
+    for name, column in found.items():
+        id_column = REFERENCE_IDS[name]
+        for row, value in zip(rows, column, strict=True):
+            row.values[id_column] = value
+    return True
 
 
 def _other_account(

@@ -18,6 +18,8 @@ from typing import Any
 
 # A longer line is refused rather than read: one 2 GB line must not take 2 GB.
 MAX_LINE = 1 << 20
+# Bytes read at a time (a partial line is carried to the next read).
+_BLOCK = 1 << 20
 FORMATS = ("csv", "jsonl")
 RawRow = dict[str, Any]
 _Binary = gzip.GzipFile | io.BufferedReader
@@ -90,44 +92,86 @@ def read_rows(
 
 
 class _Lines:
-    """The text lines of a binary stream, counted, each at most MAX_LINE bytes, UTF-8, no NULs."""
+    """The text lines of a binary stream, each at most MAX_LINE bytes, UTF-8, no NULs.
+
+    Read a block at a time: the checks (NUL, length, UTF-8) run over a whole block of lines in
+    C, and the lines come out of the decoded block, rather than costing Python work per line.
+    `number` counts the lines of the blocks handed out so far; a problem found in a block is
+    located by counting the newlines before it."""
 
     def __init__(self, stream: _Binary, path: str, position: Position, compressed: io.BufferedReader | None) -> None:
         self.stream, self.path, self.number = stream, path, 0
         self.position, self.compressed = position, compressed
 
     def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        raw = self.stream.readline(MAX_LINE + 1)
-        if not raw:
-            if self.compressed is not None:
-                self.position.bytes = self.compressed.tell()
-            raise StopIteration
-        self.number += 1
-        # Plain files: the line's length; gzip: where the compressed stream has got to.
-        if self.compressed is None:
-            self.position.bytes += len(raw)
-        elif self.number % 256 == 0:
-            self.position.bytes = self.compressed.tell()
-        if len(raw) > MAX_LINE:
-            raise FileProblem(
-                self.path, self.number, f"line is longer than {MAX_LINE // 1024} KB; is this the right file?"
+        pending = b""
+        first = True
+        while True:
+            block = self.stream.read(_BLOCK)
+            # Plain files: the bytes read; gzip: where the compressed stream has got to.
+            self.position.bytes = (
+                self.compressed.tell() if self.compressed is not None else self.position.bytes + len(block)
             )
-        if b"\0" in raw:
-            raise FileProblem(self.path, self.number, "binary data (a NUL byte): not a CSV or JSON lines file")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
+            data = pending + block if pending else block
+            # Whole lines only, so that no line (nor character) is split between two blocks.
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            if not cut:
+                if len(data) > MAX_LINE:
+                    self._too_long(data)
+                if not data:
+                    return
+                pending = data
+                continue
+            lines, pending = data[:cut], data[cut:]
+            text = self._checked(lines)
+            if first:
+                text, first = text.removeprefix("\ufeff"), False
+            yield from io.StringIO(text, newline="\n")
+            self.number += lines.count(b"\n") + (0 if lines.endswith(b"\n") else 1)
+            if not block:
+                return
+
+    def _checked(self, lines: bytes) -> str:
+        """`lines` (whole lines) as text, or FileProblem naming the first line that is wrong."""
+        if len(lines) > MAX_LINE and max(map(len, lines.split(b"\n"))) + 1 > MAX_LINE:
+            self._too_long(lines)
+        if b"\0" in lines:
             raise FileProblem(
-                self.path, self.number, f"not UTF-8 text (byte {exc.start + 1} of the line); save the file as UTF-8"
+                self.path,
+                self._line_at(lines, lines.index(b"\0")),
+                "binary data (a NUL byte): not a CSV or JSON lines file",
+            )
+        try:
+            return lines.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            column = exc.start - (lines.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise FileProblem(
+                self.path,
+                self._line_at(lines, exc.start),
+                f"not UTF-8 text (byte {column} of the line); save the file as UTF-8",
             ) from None
-        return text.removeprefix("\ufeff") if self.number == 1 else text
+
+    def _too_long(self, lines: bytes) -> None:
+        offset = 0
+        for line in lines.split(b"\n"):
+            if len(line) + 1 > MAX_LINE:
+                break
+            offset += len(line) + 1
+        raise FileProblem(
+            self.path,
+            self._line_at(lines, offset),
+            f"line is longer than {MAX_LINE // 1024} KB; is this the right file?",
+        )
+
+    def _line_at(self, lines: bytes, offset: int) -> int:
+        """The line number of byte `offset` of `lines`, the block after `self.number` lines."""
+        return self.number + lines.count(b"\n", 0, offset) + 1
 
 
 def _csv_rows(lines: _Lines, path: str, on_header: Callable[[list[str]], None] | None) -> Iterator[tuple[int, RawRow]]:
     reader = csv.reader(lines)
+    # reader.line_num: the lines the reader has taken, so a row spanning lines starts after
+    # the previous row's last one.
     try:
         header = next(reader, None)
         if header is None:
@@ -142,28 +186,29 @@ def _csv_rows(lines: _Lines, path: str, on_header: Callable[[list[str]], None] |
             seen.add(name)
         if on_header is not None:
             on_header(names)
-        start = lines.number + 1
+        width = len(names)
+        start = reader.line_num + 1
         for cells in reader:
             if cells:
-                if len(cells) > len(names):
-                    yield start, {ROW_ERROR: f"{len(cells)} values but the header names {len(names)} columns"}
+                if len(cells) > width:
+                    yield start, {ROW_ERROR: f"{len(cells)} values but the header names {width} columns"}
                 else:
                     yield start, dict(zip(names, cells, strict=False))
-            start = lines.number + 1
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise FileProblem(path, lines.number, f"not valid CSV: {exc}") from None
+        raise FileProblem(path, reader.line_num, f"not valid CSV: {exc}") from None
 
 
 def _jsonl_rows(lines: _Lines, path: str) -> Iterator[tuple[int, RawRow]]:
-    for text in lines:
+    for number, text in enumerate(lines, 1):
         if not text.strip():
             continue
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield lines.number, {ROW_ERROR: f"not JSON: {exc.msg} at column {exc.colno}"}
+            yield number, {ROW_ERROR: f"not JSON: {exc.msg} at column {exc.colno}"}
             continue
         if not isinstance(row, dict):
-            yield lines.number, {ROW_ERROR: f"a JSON {type(row).__name__} where an object was expected"}
+            yield number, {ROW_ERROR: f"a JSON {type(row).__name__} where an object was expected"}
             continue
-        yield lines.number, row
+        yield number, row

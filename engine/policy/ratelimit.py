@@ -149,15 +149,17 @@ class PrefectRateLimiter:
             if self._use_fallback:
                 assert self.fallback is not None
                 return self.fallback.reserve(n)
-            # Passed unused (beyond the slack a sender allows itself): gone, never a burst.
-            stale = self.clock() - late_slack(self.rate)
-            while self._ahead and self._ahead[0] < stale:
-                self._ahead.popleft()
-            if not self._ahead:
+            while True:
+                # Passed unused (the answer to a grant takes a few ms, a window may come late):
+                # gone, never a burst — and never handed out to be replaced at once (`pace`).
+                now = self.clock()
+                while self._ahead and self._ahead[0] < now:
+                    self._ahead.popleft()
+                if self._ahead:
+                    # Only what this grant still has: waiting for the next grant now would let
+                    # these moments pass before the caller could use them (it asks again).
+                    return [self._ahead.popleft() for _ in range(min(n, len(self._ahead)))]
                 self._grant()
-            # Only what this grant still has: waiting for the next grant now would let these
-            # moments pass before the caller could use them (it asks again for the rest).
-            return [self._ahead.popleft() for _ in range(min(n, len(self._ahead)))]
 
     def _read_limit(self) -> int | None:
         """The limit's size, after checking it exists and decays; switches to the fallback if not."""
@@ -201,9 +203,9 @@ class PrefectRateLimiter:
     def _grant(self) -> None:
         """One grant of the limit's whole size: its send times, evenly spread, join those ahead.
 
-        Asked only once a read (which changes nothing on the server) shows the limit empty: a
-        refused ask resets the limit's decay clock, losing the decay since its last change, so
-        asking on spec would slow everyone down."""
+        Asked only when a read (which changes nothing on the server) says the limit is empty by
+        then: a refused ask resets the limit's decay clock, losing the decay since its last
+        change, so asking on spec would slow everyone down."""
         from prefect.client.orchestration import get_client
 
         assert self._size is not None
@@ -212,9 +214,8 @@ class PrefectRateLimiter:
             while True:
                 self.reads += 1
                 busy = client.read_global_concurrency_limit_by_name(self.name).active_slots
-                if busy > 0:  # someone's slots are still decaying: wait for them to be gone
-                    self.sleep(busy * gap)
-                    continue
+                if busy > 0:  # slots still decaying: ask when they are gone (a refusal then
+                    self.sleep(busy * gap)  # costs the winner only the few ms since its grant)
                 self.calls += 1
                 # The moment of asking, not of the answer: the server granted after it, so the
                 # next grant anyone gets comes after this one's last send time.
@@ -255,9 +256,10 @@ UNLIMITED = Unlimited()
 
 
 def late_slack(rate: float) -> float:
-    """How late (seconds) a message may still go at its send time: half a gap, at least 5 ms of
-    thread wake-up. Any 1-second window then holds at most rate × (1 + slack) + 1 messages."""
-    return max(0.5 / rate, 0.005) if rate != float("inf") else float("inf")
+    """How late (seconds) a message may still go at its send time: one gap, at least 5 ms of
+    thread wake-up. Any 1-second window then holds at most rate × (1 + slack) + 1 messages
+    (52 at 50/s); later, it takes a new moment, and its old one is lost to the rate."""
+    return max(1.0 / rate, 0.005) if rate != float("inf") else float("inf")
 
 
 def pace(

@@ -26,7 +26,7 @@ from operator import attrgetter
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
+from sqlalchemy import JSON, ColumnElement, Connection, Date, DateTime, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 Row = tuple[Any, ...]
@@ -51,8 +51,13 @@ def bulk_insert(
     columns: Sequence[str],
     rows: Iterable[Row],
     batch_size: int = 50_000,
+    *,
+    skip_conflicts_on: str | None = None,
 ) -> int:
     """Insert `rows` (tuples ordered like `columns`) into `table` on `conn`; return the count.
+
+    `skip_conflicts_on` (SQLite only): a unique column; a row whose value there is taken is
+    left out (`ON CONFLICT DO NOTHING`) and not counted.
 
     Runs inside the caller's transaction. JSON columns take Python values (dicts, lists), Date
     and DateTime columns take `date` / naive `datetime`. `rows` is consumed `batch_size` rows
@@ -70,10 +75,30 @@ def bulk_insert(
         raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        return _insert_sqlite(conn, table, names, rows, batch_size)
+        return _insert_sqlite(conn, table, names, rows, batch_size, skip_conflicts_on)
+    if skip_conflicts_on is not None:
+        raise ValueError(f"skip_conflicts_on is for SQLite only, not {dialect}")
     if dialect == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_postgresql(conn, table, names, rows, batch_size)
     return _insert_generic(conn, table, names, rows, batch_size)
+
+
+def skips_conflicts(conn: Connection) -> bool:
+    """Whether `bulk_insert` takes `skip_conflicts_on` on `conn` (SQLite's executemany does;
+    PostgreSQL's COPY cannot skip a row)."""
+    return conn.dialect.name == "sqlite"
+
+
+def one_of(conn: Connection, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    """`column IN values` with the whole list as one bound value (PostgreSQL `= ANY(array)`,
+    SQLite `IN (SELECT value FROM json_each(…))`): `in_()` binds a parameter per value, and
+    for a thousand values SQLAlchemy spends longer expanding them than the query takes."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("values", values, type_=postgresql.ARRAY(column.type)))
+    if conn.dialect.name == "sqlite":
+        listed = func.json_each(bindparam("values", json.dumps(values))).table_valued("value")
+        return column.in_(select(listed.c.value))
+    return column.in_(values)
 
 
 @contextmanager
@@ -118,16 +143,21 @@ def clear_tables(conn: Connection, tables: Sequence[Table]) -> None:
 # --- SQLite -------------------------------------------------------------------------------------
 
 
-def _insert_sqlite(conn: Connection, table: Table, columns: list[str], rows: Iterable[Row], batch_size: int) -> int:
+def _insert_sqlite(
+    conn: Connection, table: Table, columns: list[str], rows: Iterable[Row], batch_size: int, conflict: str | None
+) -> int:
     raw = cast(sqlite3.Connection, conn.connection.driver_connection)
     statement = _insert_statement(conn, table, columns)
+    if conflict is not None:
+        statement += f" ON CONFLICT ({conn.dialect.identifier_preparer.quote(conflict)}) DO NOTHING"
     conversions = _sqlite_conversions(conn, table, columns)
     cursor = raw.cursor()
     total = 0
     try:
         for batch in _converted_batches(rows, len(columns), conversions, batch_size):
             cursor.executemany(statement, batch)
-            total += len(batch)
+            # rowcount: the rows executemany inserted, those skipped on a conflict not among them.
+            total += cursor.rowcount if conflict is not None else len(batch)
     finally:
         cursor.close()
     return total

@@ -373,8 +373,8 @@ class Approval(Base):
 
 
 class ArchivedMessage(Base):
-    """A message exactly as it went out (its MIME, zlib-compressed), by send key, for the
-    archive's retention (engine/archive.py)."""
+    """A message exactly as it went out (its headers, subject, text and HTML as handed to the
+    channel: JSON, zlib-compressed), by send key, for the archive's retention (engine/archive.py)."""
 
     __tablename__ = "message_archive"
     __table_args__ = (Index("ix_message_archive_archived_at", "archived_at"),)
@@ -385,7 +385,7 @@ class ArchivedMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)  # bytes before compression
-    mime: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class WriteKey(Base):

@@ -110,5 +110,6 @@ def make_limiter(policy: Policy, engine: Engine) -> RateLimiter | None:
         policy.rate_limiter == "auto" and bool(os.environ.get("PREFECT_API_URL"))
     )
     if use_prefect:
-        return PrefectRateLimiter(policy.rate_limit)
+        # A missing Prefect limit falls back to the store's schedule, with a warning: no claim stranded.
+        return PrefectRateLimiter(policy.rate_limit, fallback=DatabaseRateLimiter(engine, policy.rate_limit))
     return DatabaseRateLimiter(engine, policy.rate_limit)

@@ -93,7 +93,8 @@ def _health_tests(value: Any, at: YamlPath) -> Iterator[tuple[YamlPath, HealthTe
         yield from _health_tests(value.root, at)
     elif isinstance(value, BaseModel):
         for name, info in type(value).model_fields.items():
-            yield from _health_tests(getattr(value, name), (*at, info.alias or name))
+            # A playbook that failed validation holds only the fields that passed: the rest are absent.
+            yield from _health_tests(getattr(value, name, None), (*at, info.alias or name))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _health_tests(item, (*at, i))

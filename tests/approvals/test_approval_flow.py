@@ -34,7 +34,8 @@ def test_unapproved_waits_then_goes_once_after_approval(db: Engine, db_url: str,
     (waiting,) = audit(db, reason="awaiting_approval")
     assert (waiting.decision, waiting.send_key, waiting.step_id) == ("deferred", row.send_key, "greet")
     assert "touchflow approvals approve hello greet" in waiting.detail
-    (status,) = list_approvals(db.connect(), proj.playbooks, proj.renderer)[:1]
+    with db.connect() as conn:
+        (status,) = list_approvals(conn, proj.playbooks, proj.renderer)[:1]
     assert waiting.content_hash == status.content.content_hash and not status.approved
 
     run_tick(db, proj, LATER, "t2")  # still unapproved: deferred again, but said once

@@ -37,6 +37,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "proj"
     shutil.copytree(REPO / "playbooks", root / "playbooks")
     shutil.copytree(REPO / "templates", root / "templates")
+    shutil.copy(REPO / "health.yaml", root / "health.yaml")  # the model review-request's condition reads
     monkeypatch.setenv("TOUCHFLOW_PROJECT_DIR", str(root))
     monkeypatch.chdir(root)
     return root

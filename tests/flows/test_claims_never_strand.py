@@ -6,6 +6,7 @@ Both databases; the real outbox channel writing real files.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,6 @@ from engine import tick
 from engine.dispatch import OutboxChannel
 from engine.dispatch.claims import claim
 from engine.dispatch.reconcile import reconcile
-from engine.dispatch.settings import DispatchSettings
 from engine.project import Project
 from engine.store.models import ledger
 from tests.factories import Store, project
@@ -30,15 +30,6 @@ steps:
   - id: hello
     email: {to: {role: [admin]}, template: welcome/hello}
 """
-
-
-class MissingLimit:
-    """A global rate whose Prefect limit was never created: every reservation fails."""
-
-    rate = 10.0
-
-    def reserve(self, n: int) -> list[float]:
-        raise RuntimeError("Concurrency limits ['touchflow-send'] must be created before acquiring slots")
 
 
 def _store_with_three(db: Engine, tmp_path: Path, db_url: str) -> Project:
@@ -55,14 +46,19 @@ def _statuses(db: Engine) -> dict[str, int]:
 
 
 def test_a_failure_after_the_claim_releases_it_and_the_same_now_sends_it(
-    db: Engine, db_url: str, tmp_path: Path
+    db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proj = _store_with_three(db, tmp_path, db_url)
     channel = OutboxChannel(proj.settings.outbox_dir)
-    broken = DispatchSettings(team_sender=tick.team_sender(proj), limiter=MissingLimit())
 
-    with pytest.raises(RuntimeError, match="must be created"):
-        tick.run_stages(db, proj, ["hello"], NOW, "first", channel, broken)
+    def connection_lost(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("server closed the connection unexpectedly")
+
+    delivering = sys.modules["engine.dispatch.deliver"]  # the module (the package exports the function)
+    monkeypatch.setattr(delivering, "gate", connection_lost)  # after the claim, before any send
+    with pytest.raises(RuntimeError, match="server closed the connection"):
+        tick.run_stages(db, proj, ["hello"], NOW, "first", channel)
+    monkeypatch.undo()
 
     assert _statuses(db) == {"planned": 3}  # released: nothing left claimed, nothing attempted
     with db.connect() as conn:
@@ -128,3 +124,29 @@ def test_planning_records_the_projects_channel_when_none_is_named(db: Engine, db
     tick.evaluate_and_advance(db, proj, "hello", NOW, "plan")
     with db.connect() as conn:
         assert conn.execute(select(ledger.c.channel).distinct()).scalars().all() == ["smtp"]
+
+
+def test_a_send_slot_that_cannot_be_reserved_leaves_nothing_sending(
+    db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window is committed `sending` before its send times are reserved; when the reservation
+    fails (the limiter's server unreachable), the rows never left, so they go back to `planned`
+    instead of ending `unknown` and then `failed`."""
+    proj = _store_with_three(db, tmp_path, db_url)
+    channel = OutboxChannel(proj.settings.outbox_dir)
+    delivering = sys.modules["engine.dispatch.deliver"]
+    real_submit = delivering._submit_paced
+
+    def unreachable(sender: object, outgoing: list[object], settings: object) -> None:
+        raise ConnectionError("rate limiter unreachable")
+
+    monkeypatch.setattr(delivering, "_submit_paced", unreachable)
+    with pytest.raises(ConnectionError, match="unreachable"):
+        tick.run_stages(db, proj, ["hello"], NOW, "first", channel)
+    monkeypatch.setattr(delivering, "_submit_paced", real_submit)
+
+    assert _statuses(db) == {"planned": 3}
+    assert list(proj.settings.outbox_dir.glob("*.eml")) == []
+    again = tick.run_stages(db, proj, ["hello"], NOW, "second", channel)
+    assert again["hello"].emails == 3
+    assert _statuses(db) == {"sent": 3}

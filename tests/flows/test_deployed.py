@@ -218,5 +218,4 @@ def test_two_workers_deployed_from_git_send_every_message_once_at_the_rate(tmp_p
     assert held == 0 and statuses.get("unknown", 0) == 0
     assert channels == {"sendgrid"} and audited == {"sendgrid"}
     per_second = collections.Counter(int(m.accepted_at) for m in fake.accepted)
-    print("DEBUG", len(accepted), statuses, sorted(per_second.items()))
     assert max(per_second.values()) <= RATE + 2, sorted(per_second.items())

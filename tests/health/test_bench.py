@@ -28,7 +28,9 @@ def test_the_floor_scores_every_account_as_the_product_does(db: Engine) -> None:
     assert spec is not None
     result = run(db, 400, 3, NOW, spec, _build, repeat=1)
     with db.connect() as conn:
-        active = conn.execute(select(func.count()).select_from(accounts).where(accounts.c.status == "active")).scalar()
+        active = conn.execute(
+            select(func.count()).select_from(accounts).where(accounts.c.status == "active")
+        ).scalar_one()
     assert result.scored >= active and result.scored > 0
     assert (result.mismatched, result.examples) == (0, [])
     assert result.product_s > 0 and result.floor_s > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -18,7 +19,7 @@ def store(db: Engine) -> Store:
     return Store(db, NOW)
 
 
-def _score(db: Engine, account_id: int) -> dict:
+def _score(db: Engine, account_id: int) -> dict[str, Any]:
     with db.connect() as conn:
         (s,) = scores_on(conn, NOW.date(), account_id=account_id)
     return {"score": s.score, "band": s.band, "components": s.components}

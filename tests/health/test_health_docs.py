@@ -18,7 +18,7 @@ from engine.store.models import health_history
 from engine.validate.health import HealthNames, health_condition_problems
 from tests.conftest import REPO
 from tests.factories import Store
-from tests.health.helpers import NOW, sent_email
+from tests.health.helpers import NOW, add_events, sent_email
 from tests.language.helpers import run
 
 DOC = (REPO / "docs" / "health.md").read_text(encoding="utf-8")
@@ -38,10 +38,10 @@ def test_the_documented_explanation_is_what_explain_prints(db: Engine) -> None:
     store = Store(db, NOW)
     acct = store.account(seats_purchased=100, tier="tech_touch")
     champion = store.contact(acct, role="champion")
-    people = [champion, *(store.contact(acct, role="user") for _ in range(12))]
-    for person in people:  # 13 of 100 seats active
-        store.events(acct, "login", [2], contact_id=person)
-    store.events(acct, "feature_used", [4])  # one feature (no `feature` property: one distinct NULL? no: 0)
+    for _ in range(7):  # 8 contacts, only the champion active: 12.5 %
+        store.contact(acct, role="user")
+    store.events(acct, "login", [2], contact_id=champion)
+    add_events(db, acct, "feature_used", [(4, champion, {"feature": "reports"}), (5, None, {"feature": "reports"})])
     for i in range(4):  # 4 emails sent, 1 opened: 25 %
         sent_email(db, acct, f"doc-{acct}-{i}", 10 + i, opened=i == 0)
     with db.begin() as conn:

@@ -6,19 +6,24 @@ from pathlib import Path
 
 import pytest
 
+from engine.funnel.load import load_funnel
 from engine.health.load import load_health, load_health_text
 from engine.problems import ProblemsFound
 from tests.conftest import REPO
 
 
-def test_the_projects_model_loads_and_tolerates_a_funnel_section(tmp_path: Path) -> None:
+def test_the_projects_model_loads_beside_its_funnel(tmp_path: Path) -> None:
     spec = load_health(REPO)
     assert spec is not None and {"adoption", "support", "survey", "billing", "engagement", "relationships"} <= set(
         spec.components
     )
-    text = (REPO / "health.yaml").read_text(encoding="utf-8") + "funnel:\n  stages: [{signed: {status: active}}]\n"
-    (tmp_path / "health.yaml").write_text(text, encoding="utf-8")
+    text = (REPO / "health.yaml").read_text(encoding="utf-8")
+    funnel = load_funnel(REPO / "health.yaml")
+    assert funnel is not None and [s.id for s in funnel.stages][:4] == ["signed", "onboarded", "activated", "adopted"]
+    # The same model without the funnel section: `funnel:` is read by its own loader only.
+    (tmp_path / "health.yaml").write_text(text[: text.index("\nfunnel:")] + "\n", encoding="utf-8")
     assert load_health(tmp_path) == spec
+    assert load_funnel(tmp_path / "health.yaml") is None
     assert load_health(tmp_path / "missing") is None
 
 

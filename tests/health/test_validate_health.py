@@ -62,7 +62,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_command_reports_the_model_and_the_playbooks_in_one_run(project: Path) -> None:
     text = (REPO / "health.yaml").read_text(encoding="utf-8")
-    broken = text.replace("within: 30d, of: seats", "within: 30dd, of: seats").replace(
+    broken = text.replace("within: 30d, of: contacts", "within: 30dd, of: contacts").replace(
         "    survey:", "    survey:\n      wieght: 3", 1
     )
     (project / "health.yaml").write_text(broken, encoding="utf-8")
@@ -83,3 +83,12 @@ def test_the_projects_model_and_playbooks_validate(project: Path) -> None:
     shutil.copy(REPO / "health.yaml", project / "health.yaml")
     result = CliRunner().invoke(app, ["validate"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_playbook_that_fails_as_a_whole_still_has_its_health_conditions_checked(tmp_path: Path) -> None:
+    folder = _playbook(tmp_path, "adoptoin", "at_risk")
+    text = (folder / "health-watch.yaml").read_text(encoding="utf-8").replace("name: Health watch\n", "")
+    (folder / "health-watch.yaml").write_text(text, encoding="utf-8")
+    report = validate_paths([folder], REPO / "templates" / "email", health_file=REPO / "health.yaml")
+    messages = [p.message for p in report.errors]
+    assert any("name" in m for m in messages) and any("no component 'adoptoin'" in m for m in messages), messages

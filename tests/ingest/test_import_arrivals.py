@@ -122,7 +122,7 @@ def test_staged_rows_move_in_batches_and_across_files(
     accounts_loaded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("engine.ingest.load.CHUNK", 4)
-    monkeypatch.setattr("engine.ingest.load._STAGED", 6)
+    monkeypatch.setattr("engine.ingest.tables._STAGED", 6)
     rows = [
         json.dumps({"event_id": f"e{i}", "account_external_id": "acme", "name": "login", "occurred_at": "2026-11-01"})
         for i in range(23)

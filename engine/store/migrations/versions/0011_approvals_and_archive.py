@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_approvals")),
     )
     op.create_index("ix_approvals_content", "approvals", ["playbook_id", "step_id", "arm", "locale", "content_hash"])
-    # The message as it went out, compressed, kept for the archive's retention.
+    # The message as it went out (its parts as handed to the channel, JSON, zlib), kept for the retention.
     op.create_table(
         "message_archive",
         sa.Column("send_key", sa.String(length=64), nullable=False),
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("recipient", sa.String(length=320), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("mime", sa.LargeBinary(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("send_key", name=op.f("pk_message_archive")),
     )
     op.create_index("ix_message_archive_archived_at", "message_archive", ["archived_at"])
