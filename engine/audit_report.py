@@ -88,7 +88,7 @@ def find_contacts(conn: Connection, value: str) -> tuple[int, ...]:
     decisions), an email (any case; one address may be a contact in several accounts) or the
     customer's external id. LookupError when none."""
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 18:  # an id the databases can hold
         # A contact since deleted from the store still has its decisions: its id is known there.
         number = int(text)
         known = (

@@ -37,7 +37,9 @@ def _spec() -> HealthSpec | None:
 @health.callback(invoke_without_command=True)
 def show(
     ctx: typer.Context,
-    account: Annotated[int | None, typer.Option(help="Explain this account's score, component by component.")] = None,
+    account: Annotated[
+        int | None, typer.Option(min=1, max=2**63 - 1, help="Explain this account's score, component by component.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many accounts, lowest scores first.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many accounts first (the next page).")] = 0,
     fmt: FormatOption = Format.table,

@@ -82,6 +82,7 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
         found = revoke_key(conn, name, parse_now(None))
         names = [k.name for k in list_keys(conn)] if not found else []
     if not found:
-        err.print(f"error: no write key named '{name}'{did_you_mean(name, names)}", markup=False)
-        raise typer.Exit(1)
+        listed = ", ".join(names) if names else "none yet (`touchflow keys create NAME`)"
+        err.print(f"error: no write key named '{name}'{did_you_mean(name, names)}; keys: {listed}", markup=False)
+        raise typer.Exit(2)
     out.print(f"Write key '{name}' revoked.", markup=False)

@@ -48,7 +48,7 @@ def portfolio(
     moment = parse_now(now)
     engine = open_store(load_settings().database_url)
     with engine.connect() as conn:
-        chosen = csm_or_exit(conn, csm) if csm else None
+        chosen = csm_or_exit(conn, csm) if csm is not None else None
         rows = portfolios(conn, moment, chosen)
     engine.dispose()
     if fmt is Format.json:

@@ -34,7 +34,7 @@ def audit(
     contact: Annotated[
         str | None, typer.Option(help="Only this contact: its id, its email (any case) or your external id.")
     ] = None,
-    account: Annotated[int | None, typer.Option(help="Only this account id.")] = None,
+    account: Annotated[int | None, typer.Option(min=1, max=2**63 - 1, help="Only this account id.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason code, e.g. capped_contact_daily.")] = None,
     decision: Annotated[
         Decision | None,
@@ -78,7 +78,7 @@ def audit(
     with engine.connect() as conn:
         if playbook is not None:
             _check_playbook(conn, settings, playbook)
-        people = _contacts_or_exit(conn, contact) if contact else None
+        people = _contacts_or_exit(conn, contact) if contact is not None else None
         where = AuditFilter(playbook, people, account, reason, chosen, window[0], window[1], limit)
         if summary:
             counts = summarize(conn, where)

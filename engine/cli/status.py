@@ -45,8 +45,9 @@ def status(
     sources: dict[str, Any] = {}
     for p in project.active():
         for source, limit in limits_for(p.spec, configured).items():
-            sources.setdefault(source, {"limit": limit, "playbooks": []})
-            sources[source]["limit"] = min(limit, sources[source]["limit"])
+            entry = sources.setdefault(source, {"limit": limit, "playbooks": []})
+            # A source another playbook only reads has no limit yet: the tightest one wins.
+            entry["limit"] = limit if entry["limit"] is None else min(limit, entry["limit"])
         for source in sources_read(p.spec):
             sources.setdefault(source, {"limit": None, "playbooks": []})["playbooks"].append(p.id)
     for key, limit in configured.items():

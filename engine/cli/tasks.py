@@ -66,7 +66,7 @@ def list_(
     moment = parse_now(now)
     engine = open_store(load_settings().database_url)
     with engine.connect() as conn:
-        who = csm_or_exit(conn, csm) if csm else None
+        who = csm_or_exit(conn, csm) if csm is not None else None
         rows = list_tasks(conn, moment, who, status.value if status else None)
     engine.dispose()
     if fmt is not Format.table:
@@ -89,7 +89,9 @@ def list_(
 
 @tasks.command("close")
 def close(
-    task_id: Annotated[int, typer.Argument(metavar="ID", help="The task's id (`touchflow tasks list`).")],
+    task_id: Annotated[
+        int, typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The task's id (`touchflow tasks list`).")
+    ],
     outcome: Annotated[str, typer.Option(help="Why it is closed: resolved, no_action, churned … (≤ 40 characters).")],
     who: Annotated[str | None, typer.Option("--as", help="Who closes it (default: $USER).")] = None,
     now: NowOption = None,

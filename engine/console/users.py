@@ -135,7 +135,9 @@ def authenticate(conn: Connection, email: str, password: str) -> User | None:
 def _existing(conn: Connection, email: str) -> User:
     user = find_user(conn, email)
     if user is None:
-        raise UserError(f"no user '{normalized(email)}'")
+        known = sorted(row.email for row in conn.execute(select(console_users.c.email)))
+        listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none yet"
+        raise UserError(f"no user '{normalized(email)}'; users: {listed}")
     return user
 
 

@@ -74,3 +74,17 @@ def test_an_unknown_freshness_source_is_named_with_did_you_mean(
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 1
     assert "touchflow.yaml:3:3: error: freshness: no source 'logins' (did you mean 'login'?)" in result.stderr
+
+
+def test_status_on_the_projects_own_playbooks(db: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several playbooks reading one source, some with a limit and some without (the first one
+    seen may have none): the tightest limit is shown, never a comparison with nothing."""
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("TOUCHFLOW_PROJECT_DIR", str(REPO))
+    monkeypatch.setenv("TOUCHFLOW_DATABASE_URL", db_url)
+    for fmt in ("table", "json"):
+        result = runner.invoke(app, ["status", "--format", fmt])
+        assert result.exit_code == 0, result.output
+    report = json.loads(runner.invoke(app, ["status", "--format", "json"]).stdout)
+    assert any(s["limit"] is not None for s in report["sources"])
