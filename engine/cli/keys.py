@@ -84,5 +84,5 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     if not found:
         listed = ", ".join(names) if names else "none yet (`touchflow keys create NAME`)"
         err.print(f"error: no write key named '{name}'{did_you_mean(name, names)}; keys: {listed}", markup=False)
-        raise typer.Exit(2)
+        raise typer.Exit(1)
     out.print(f"Write key '{name}' revoked.", markup=False)
