@@ -68,7 +68,7 @@ def base_url(console_env: ConsoleEnv) -> Iterator[str]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context()
     tab = context.new_page()
-    tab.set_default_timeout(30_000)
+    tab.set_default_timeout(90_000)  # a test send renders and sends: slow on a loaded CI machine
     yield tab
     context.close()
 

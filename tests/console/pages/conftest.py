@@ -100,7 +100,7 @@ def serve() -> Iterator[Callable[[Starlette], str]]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(accept_downloads=True)
     tab = context.new_page()
-    tab.set_default_timeout(30_000)
+    tab.set_default_timeout(90_000)  # a test send renders and sends: slow on a loaded CI machine
     yield tab
     context.close()
 
