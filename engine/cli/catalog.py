@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.catalog.snapshot import SNAPSHOT_NAME, Catalog, CatalogError, read_snapshot, snapshot_text
@@ -81,19 +81,11 @@ def catalog(
 def existing_store(url: str) -> Engine | None:
     """An Engine on the store at `url` when it exists (brought up to date), else None: nothing is
     ever created, so a typo in a path is not an empty store."""
-    from engine.store.db import DatabaseURLError, connect, migrate, parse_url
+    from engine.store.db import DatabaseURLError, connect, migrate, missing_store
 
     try:
-        parsed = parse_url(url)
-    except DatabaseURLError:
-        return None
-    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
-        return None
-    try:
         engine = connect(url)
-        with engine.connect() as conn:
-            present = inspect(conn).has_table("accounts")
-        if not present:
+        if missing_store(engine) is not None:  # looks for a SQLite file before connecting
             engine.dispose()
             return None
         migrate(engine)
