@@ -102,6 +102,16 @@ FLOOR: dict[str, str] = {
                           AND e.occurred_at > :d30 AND e.occurred_at <= :now)
           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id AND e.name = 'review_submitted'
                           AND e.occurred_at > :d730 AND e.occurred_at <= :now)""",
+    "survey-low-health": """
+        SELECT DISTINCT e.account_id FROM events e JOIN accounts a ON a.id = e.account_id
+        WHERE a.status = 'active' AND a.tier IN ('low_touch', 'tech_touch') AND e.name = 'nps_response'
+          AND e.occurred_at > :d7 AND e.occurred_at <= :now
+          AND {num(e.properties, score)} >= 7 AND {num(e.properties, score)} <= 8
+          AND a.id IN (SELECT h.account_id FROM health_history h
+                       JOIN (SELECT account_id, max(computed_on) AS day FROM health_history
+                             WHERE computed_on <= :today GROUP BY account_id) l
+                         ON l.account_id = h.account_id AND l.day = h.computed_on
+                       WHERE h.score < 70)""",
     # One branch per day of the 3-day window: the month-day falls on that day (a 29 February start
     # on the 28th in common years) and the contract started in an earlier calendar year than that
     # day — a window reaching back over New Year spans two years.

@@ -4,7 +4,8 @@
 accounts across three touch tiers, their contacts, and a year of product, support, NPS and
 billing events in which some accounts churn (`status` churned, `churned_on`; their activity fades
 before), and the closed CSM tasks of that year. Some accounts are given patterns the example
-playbooks look for — gone quiet, a support spike, a recent NPS detractor — and renewals are spread over the coming year.
+playbooks look for — gone quiet, a support spike, a recent NPS detractor — and renewals are spread over the coming year;
+the go-lives and renewals signed in the year (demo/milestones.py) are loaded with the events.
 
 Everything derives from `seed` and `now` (never the clock or the global random), so the same
 arguments give the same rows on every dialect. Accounts are generated and loaded in chunks,
@@ -15,6 +16,7 @@ shape and patterns); their events, the hot loop, in demo/events.py.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterator, Sequence
@@ -25,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, cast, delete, insert, literal, select, text, update
 
 from demo import events as history
+from demo.milestones import milestones
 from demo.plan import ADVOCATE, BASE_CHURN_ODDS, CHURN_ODDS, DAY, EXPANSION, NORMAL, PATTERN_CUM, QUIET, AccountPlan
 from demo.vocabulary import (
     COMPANY_ENDINGS,
@@ -134,6 +137,7 @@ class _Rngs:
         self.events = random.Random(f"{seed}/events")
         self.tasks = random.Random(f"{seed}/tasks")
         self.churn = random.Random(f"{seed}/churn")
+        self.milestones = random.Random(f"{seed}/milestones")
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -167,7 +171,8 @@ def generate(engine: Engine, accounts: int, seed: int, now: datetime) -> DemoSum
                 plans = _plan_accounts(rngs.accounts, rngs.churn, ids, teams, now.date(), n_contacts + 1)
                 account_rows = (plan.row() for plan in plans)
                 contact_rows = _contact_rows(rngs.contacts, plans)
-                event_rows = history.event_rows(rngs.events, plans, now, n_events + 1)
+                more = functools.partial(milestones, rngs.milestones, now=now)
+                event_rows = history.event_rows(rngs.events, plans, now, n_events + 1, more)
                 n_accounts += bulk_insert(conn, models.accounts, _ACCOUNT_COLUMNS, account_rows)
                 n_contacts += bulk_insert(conn, models.contacts, _CONTACT_COLUMNS, contact_rows)
                 n_events += bulk_insert(conn, models.events, _EVENT_COLUMNS, event_rows)

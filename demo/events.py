@@ -11,7 +11,7 @@ order, so the same plans and stream give the same rows.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from itertools import accumulate, repeat
 from typing import Any
@@ -74,11 +74,21 @@ _OVERDUE_PROPS = tuple({"days_overdue": days, "amount": 0.0} for days in (15, 21
 _LEFT_PROPS = tuple({"role": role} for role in ("champion", "exec_sponsor", "user"))
 
 
-def event_rows(rng: random.Random, plans: Sequence[AccountPlan], now: datetime, first_id: int) -> Iterator[Row]:
-    """The events of `plans`' accounts, numbered from `first_id`, as rows in demo.data's column order."""
+def event_rows(
+    rng: random.Random,
+    plans: Sequence[AccountPlan],
+    now: datetime,
+    first_id: int,
+    more: Callable[[AccountPlan], list[_RawEvent]] | None = None,
+) -> Iterator[Row]:
+    """The events of `plans`' accounts, numbered from `first_id`, as rows in demo.data's column
+    order; `more` adds an account's events drawn from another stream (demo/milestones.py) after
+    its own, so ids do not depend on how the accounts are chunked."""
     next_id = first_id
     for plan in plans:
         raw = _account_events(rng, plan, now.date())
+        if more is not None:
+            raw.extend(more(plan))
         if not raw:  # a churned account whose whole history is older than a year
             continue
         # Assembled a column at a time with zip/map: this is the innermost loop of the whole

@@ -143,8 +143,10 @@ def query_audit(conn: Connection, where: AuditFilter) -> Iterator[dict[str, Any]
     query = _filtered(select(audit_log), where).order_by(audit_log.c.at, audit_log.c.id)
     if where.limit is not None:
         query = query.limit(where.limit)
-    streamed = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS)
-    for row in streamed.execute(query):
+    # Options of this statement only: Connection.execution_options would change the caller's
+    # connection in place, and every later statement on it (the next page) would run through a
+    # server-side cursor.
+    for row in conn.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_ROWS}):
         yield _fields(row)
 
 

@@ -91,7 +91,10 @@ def run_stage(stage: api.Stage, args: tuple[Any, ...]) -> Any:
     (counts per playbook, deferrals and skips) and how long it took to the run's log."""
     started = time.monotonic()
     result = stage.run(*args)
-    get_run_logger().info("%s", report.describe_result(stage.name, result, time.monotonic() - started))
+    logger = get_run_logger()
+    logger.info("%s", report.describe_result(stage.name, result, time.monotonic() - started))
+    for index, process in enumerate(getattr(result, "processes", ())):  # dispatch in several processes
+        logger.info("%s", process.describe(index + 1))
     return result
 
 
@@ -128,6 +131,7 @@ def tick(
     playbook: str | None = None,
     force: bool = False,
     fail_on_error: bool = False,
+    dispatchers: int = 1,
 ) -> list[dict[str, Any]]:
     """One tick at `now` (default: the run's scheduled start time, UTC) over every active
     playbook. A live tick earlier than the store's last one raises TimeWentBackwards unless
@@ -135,7 +139,14 @@ def tick(
     nothing to do, superseded by that later tick; a dry run may look at any moment. Each row's
     `error` names a playbook that failed while the others ran; with `fail_on_error`
     (deployments) the run then raises PlaybooksFailed so Prefect marks it failed. A failing
-    dispatch batch raises (its claim released first)."""
+    dispatch batch raises (its claim released first).
+
+    `dispatchers` > 1 runs the dispatch stage as one task that starts that many processes, each
+    claiming batches with SKIP LOCKED until none is left (PostgreSQL; SQLite dispatches in one,
+    with a warning); the run's log gets each process's counts, and a process that dies fails
+    the run (DispatcherFailed) once the others stopped."""
+    if dispatchers < 1:
+        raise ValueError(f"dispatchers must be at least 1, not {dispatchers}")
     at = now or scheduled_moment()
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)
@@ -165,6 +176,11 @@ def tick(
     start_live_tick(at, force)
     configured = make_channel(project.delivery, project.settings.outbox_dir)
     live = api.Tick(api.LiveStore(engine), project, at, run_id, ids, configured.channel, configured.settings)
+    live.dispatchers = api.effective_dispatchers(engine, dispatchers)
+    if dispatchers > live.dispatchers:
+        logger.warning(
+            "%d dispatchers asked for; the store has one writer (SQLite): dispatching in one process", dispatchers
+        )
     rows = [s.as_dict() for s in api.run_tick(live, call=as_task).values()]
     report.log_failures(logger, rows)
     why = report.reasons(engine, at, run_id)

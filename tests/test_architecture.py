@@ -90,6 +90,7 @@ DIALECT_CHOICES = {
     "engine/store/migrations/env.py",  # Alembic's batch mode on SQLite
     "engine/store/readable.py",  # SQLite's error for text that is not UTF-8
     "engine/tick/stores.py",  # the explicit BEGIN of a SQLite dry run
+    "engine/tick/dispatchers.py",  # dispatcher processes only where SKIP LOCKED lets them share
 }
 
 

@@ -3,6 +3,7 @@ and choice options whose bad value is a usage error naming the choices."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,8 +20,9 @@ from engine.config import Settings
 from engine.problems import ProblemsFound, did_you_mean
 from engine.project import Project
 
-# Outside a terminal (CI logs, `make demo | tee`) rich would squeeze tables into 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+# Outside a terminal (CI logs, `make demo | tee`) rich would squeeze tables into 80 columns:
+# 140 there, unless COLUMNS says how wide the reader is.
+out = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True, highlight=False)
 
 NowOption = Annotated[

@@ -116,9 +116,12 @@ def _pct(rate: float | None) -> str:
 
 def _funnel_table(rows: Sequence[StageCount], stages: list[str], by: str | None, weeks: int) -> None:
     """One line per week (and group): each stage's count and conversion, the bottleneck marked *."""
+    from engine.tasks_report import visible
+
     lines: dict[tuple[str, str], dict[str, str]] = {}
     for row in rows:
-        key = (row.week.isoformat(), row.group or "")
+        # A segment is the customer's own text: control characters are shown as spaces, never run.
+        key = (row.week.isoformat(), visible(row.group))
         line = lines.setdefault(key, {"week": key[0], **({by: key[1]} if by else {})})
         mark = "*" if row.bottleneck else ""
         line[row.stage] = f"{row.count} {_pct(row.conversion)}{mark}" if row.conversion is not None else str(row.count)

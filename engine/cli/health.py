@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.cells import cell_len
 
-from engine.cli.common import Format, NowOption, choice, err, open_store, parse_now, report_and_exit
+from engine.cli.common import Format, NowOption, choice, err, open_store, out, parse_now, report_and_exit
 from engine.config import load_settings
 from engine.problems import ProblemsFound
 
@@ -76,10 +78,51 @@ def show(
     elif account is not None:
         sys.stdout.write(f"account {account}\n" + "".join(line + "\n" for line in explain(scores[0], spec)))
     else:
-        sys.stdout.write(f"{'account':>8}  {'score':>5}  {'band':<12} components (points)\n")
-        for r in rows:
-            parts = " ".join(f"{k}={'-' if v is None else f'{v:g}'}" for k, v in r["components"].items())
-            sys.stdout.write(f"{r['account_id']:>8}  {r['score']:>5.1f}  {r['band']:<12} {parts}\n")
+        sys.stdout.writelines(line + "\n" for line in score_lines(rows, out.width))
+
+
+def score_lines(rows: list[dict[str, Any]], width: int) -> Iterator[str]:
+    """The scores table for people: one line per account while it fits `width` (in terminal
+    cells); the components that do not fit continue on lines of their own, under the first.
+    Nothing is cut, and no line ends in spaces."""
+    from engine.tasks_report import visible
+
+    head = f"{'account':>8}  {'score':>5}  {'band':<12} "
+    yield head + "components (points)"
+    # Components continue under the first one, unless that leaves them too little room.
+    indent = len(head) if width - len(head) >= 30 else 2
+    for r in rows:
+        lead = f"{r['account_id']:>8}  {r['score']:>5.1f}  {visible(r['band']):<12}"
+        parts = [f"{k}={'-' if v is None else f'{v:g}'}" for k, v in r["components"].items()]
+        yield from _wrapped(lead, parts, " " * indent, width)
+
+
+def _wrapped(lead: str, parts: list[str], indent: str, width: int) -> Iterator[str]:
+    """`lead` then `parts` separated by spaces, over lines of at most `width` cells (`indent`
+    starting the later ones); a piece wider than a line by itself is folded."""
+    lines = _fold(lead, width)
+    current = lines.pop()
+    yield from lines
+    for part in parts:
+        candidate = f"{current} {part}"
+        if cell_len(candidate) <= width:
+            current = candidate
+            continue
+        yield current.rstrip()
+        *full, current = _fold(indent + part, width)
+        yield from full
+    yield current.rstrip()
+
+
+def _fold(text: str, width: int) -> list[str]:
+    """`text` cut into pieces of at most `width` cells (a wide character is never split)."""
+    pieces, current = [], ""
+    for char in text:
+        if current and cell_len(current + char) > width:
+            pieces.append(current.rstrip())
+            current = ""
+        current += char
+    return [*pieces, current]
 
 
 @health.command("compute")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -48,7 +48,7 @@ def _packed(pieces: Sequence[str], width: int) -> list[str]:
     current = ""
     for piece in pieces:
         candidate = f"{current}  {piece}" if current else piece
-        if current and len(candidate) > width:
+        if current and cell_len(candidate) > width:
             lines.append(current)
             current = piece
         else:
@@ -58,31 +58,44 @@ def _packed(pieces: Sequence[str], width: int) -> list[str]:
     return lines
 
 
+def print_wrapped(console: Console, text: Text, indent: int = 0) -> None:
+    """`text` wrapped to the console's width less `indent` (between words; a word longer than a
+    line folded), each line indented, none ending in the spaces rich leaves after a wrapped word
+    or pads a block with: a pager, a diff or a copy shows them."""
+    for line in text.wrap(console, max(console.width - indent, 10), overflow="fold"):
+        line.rstrip()
+        console.print(Text(" " * indent) + line, soft_wrap=True)
+
+
 def print_blocks(console: Console, layout: Layout, rows: Sequence[Mapping[str, str]]) -> None:
     """One block per row: heading values, then `label value` pairs, then the detail."""
     inner = max(console.width - INDENT, 10)
     for row in rows:
         head = "  ".join(row[c] for c in layout.heading if row.get(c))
-        console.print(Text(head, style="bold", overflow="fold"))
+        print_wrapped(console, Text(head, style="bold"))
         pairs = [
             f"{layout.labels.get(c, c)} {row[c]}"
             for c in layout.columns
             if c not in layout.heading and c != layout.detail and row.get(c)
         ]
         for line in _packed(pairs, inner):
-            console.print(Padding(Text(line, overflow="fold"), (0, 0, 0, INDENT)))
+            print_wrapped(console, Text(line), INDENT)
         if layout.detail and row.get(layout.detail):
             label = layout.labels.get(layout.detail)
             detail = f"{label}: {row[layout.detail]}" if label else row[layout.detail]
-            console.print(Padding(Text(detail, overflow="fold"), (0, 0, 0, INDENT)))
+            print_wrapped(console, Text(detail), INDENT)
 
 
 def print_rows(console: Console, layout: Layout, rows: Sequence[Mapping[str, str]], title: str | None = None) -> None:
     """The rows as a table when it fits `console`'s width, else as blocks under the title."""
-    table = as_table(layout, rows, title)
+    table = as_table(layout, rows)
     if fits(console, table):
+        if title:
+            # Centred over the table as rich would, but without the spaces rich pads it with.
+            width = Measurement.get(console, console.options, table).maximum
+            print_wrapped(console, Text(" " * max((width - cell_len(title)) // 2, 0) + title, style="italic"))
         console.print(table)
         return
     if title:
-        console.print(Text(title, style="italic", overflow="fold"))
+        print_wrapped(console, Text(title, style="italic"))
     print_blocks(console, layout, rows)

@@ -60,13 +60,23 @@ def run(
     explain: Annotated[
         bool, typer.Option("--explain", help="With --dry-run: every decision per recipient, with its reason.")
     ] = False,
+    dispatchers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Dispatch in this many processes, claiming with SKIP LOCKED (PostgreSQL; 1: this one)."
+        ),
+    ] = 1,
 ) -> None:
     """Run one tick through the Prefect flow (ephemeral mode: nothing to start by hand).
 
-    Exits 1 when a playbook failed (the others still ran; stderr says which and why), and refuses
-    a live tick earlier than the store's last one unless --force."""
+    Exits 1 when a playbook failed (the others still ran; stderr says which and why) or a
+    dispatcher process died, and refuses a live tick earlier than the store's last one unless
+    --force. --dispatchers N > 1 needs PostgreSQL (SQLite has one writer) and a live tick."""
     if explain and not dry_run:
         err.print("error: --explain needs --dry-run (a live tick's reasons: touchflow audit)", markup=False)
+        raise typer.Exit(2)
+    if dispatchers > 1 and dry_run:
+        err.print("error: --dispatchers applies to a live tick; a dry run sends nothing", markup=False)
         raise typer.Exit(2)
     settings = load_settings()
     _prefect_environment(settings.project_dir)
@@ -76,6 +86,19 @@ def run(
     if playbook is not None and playbook not in project.by_id():
         unknown("playbook", playbook, project.by_id())
     store = open_store(settings.database_url)  # an old store gets its upgrades; a missing one is an error
+    from engine.tick.dispatchers import scales_out
+
+    if dispatchers > 1 and not scales_out(store):
+        # Asked for on the command line, so said at once rather than quietly run in one process
+        # (the flow's parameter falls back with a warning: a schedule must keep ticking).
+        err.print(
+            f"error: --dispatchers {dispatchers} needs a PostgreSQL store: SQLite has one writer,"
+            " so dispatcher processes would only take turns; leave --dispatchers out",
+            markup=False,
+            soft_wrap=True,
+        )
+        store.dispose()
+        raise typer.Exit(2)
     if explain:  # the same stages in this process: the audit rows are read before the rollback
         from engine.cli.explain import explained_dry_run
 
@@ -91,7 +114,7 @@ def run(
     from flows.tick import tick
 
     try:
-        rows = tick(now=at, dry_run=dry_run, playbook=playbook, force=force)
+        rows = tick(now=at, dry_run=dry_run, playbook=playbook, force=force, dispatchers=dispatchers)
     except TimeWentBackwards as exc:  # another tick moved the store's clock since the check above
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -29,9 +29,12 @@ from engine.console import auth
 from engine.console.approvals_pages import PAGES as APPROVAL_PAGES
 from engine.console.audit_pages import PAGES as AUDIT_PAGES
 from engine.console.experiments_pages import PAGES as EXPERIMENT_PAGES
+from engine.console.funnel_pages import PAGES as FUNNEL_PAGES
+from engine.console.health_pages import PAGES as HEALTH_PAGES
 from engine.console.pages import Console, PageContext, render
 from engine.console.permissions import Page, allowed
 from engine.console.playbooks import PAGES as PLAYBOOK_PAGES
+from engine.console.portfolio_pages import PAGES as PORTFOLIO_PAGES
 from engine.console.review import PAGES as REVIEW_PAGES
 from engine.console.timeline_pages import PAGES as TIMELINE_PAGES
 
@@ -40,6 +43,7 @@ STATIC = Path(__file__).parent / "static"
 ALL_PAGES: list[Page] = [*PLAYBOOK_PAGES, *REVIEW_PAGES]
 """Every signed-in page of the console; pages added later join this list."""
 ALL_PAGES += [*AUDIT_PAGES, *TIMELINE_PAGES, *APPROVAL_PAGES, *EXPERIMENT_PAGES]
+ALL_PAGES += [*HEALTH_PAGES, *FUNNEL_PAGES, *PORTFOLIO_PAGES]
 
 
 def _utc_now() -> datetime:

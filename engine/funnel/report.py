@@ -36,13 +36,17 @@ class StageCount:
     stage: str
     count: int
     conversion: float | None
-    """count / the previous stage's count (the first stage: / the cohort); None when that is 0."""
+    """count / the previous stage's count (the first stage: / the cohort); None when that is 0 or
+    when the stage is not yet due for the cohort."""
     bottleneck: bool
     """The stage with the lowest conversion of its week and group (the earliest on a tie)."""
     previous: int = 0
     """The count conversion is measured against: the stage before's, or the cohort's."""
     by: By | None = None
     group: str | None = None
+    due: bool = True
+    """Whether the cohort is old enough to have reached the stage (its and every earlier stage's
+    `due_after`); a stage not yet due is counted but not measured."""
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON lines and CSV print it: week, [tier|segment], stage, count, conversion, bottleneck."""
@@ -89,10 +93,21 @@ def funnel_report(
     stage_ids = [s.id for s in funnel.stages]
     for index in range(weeks):
         week = first + timedelta(weeks=weeks - 1 - index)
+        due = _due(funnel, now.date() - week)
         groups = sorted(g for (w, g) in totals if w == week) if by else [""]
         for name in groups:
             counts = totals.get((week, name), [0] * (len(stage_ids) + 1))
-            out.extend(_week_rows(week, stage_ids, counts, by, name if by else None))
+            out.extend(_week_rows(week, stage_ids, counts, by, name if by else None, due))
+    return out
+
+
+def _due(funnel: Funnel, age: timedelta) -> list[bool]:
+    """Per stage, whether a cohort of `age` (from its Monday) can have reached it: it is old
+    enough for that stage's `due_after` and every earlier stage's (stages are cumulative)."""
+    due, out = True, []
+    for stage in funnel.stages:
+        due = due and (stage.due_after is None or age >= stage.due_after)
+        out.append(due)
     return out
 
 
@@ -107,25 +122,27 @@ def _group_column(by: By | None) -> ColumnElement[Any]:
 
 
 def _week_rows(
-    week: date, stages: Sequence[str], counts: Sequence[int], by: By | None, group: str | None
+    week: date, stages: Sequence[str], counts: Sequence[int], by: By | None, group: str | None, due: Sequence[bool]
 ) -> list[StageCount]:
-    """One week's rows: `counts` is the cohort size followed by each stage's count."""
-    conversions = [counts[i + 1] / counts[i] if counts[i] else None for i in range(len(stages))]
+    """One week's rows: `counts` is the cohort size followed by each stage's count; `due` says
+    per stage whether the cohort can have reached it (a stage not yet due has no conversion)."""
+    conversions = [counts[i + 1] / counts[i] if counts[i] and due[i] else None for i in range(len(stages))]
     known = [(c, i) for i, c in enumerate(conversions) if c is not None]
     # The slowest machine (seed 000's Theory of Constraints); a cohort of nobody has none.
     worst = min(known)[1] if known and counts[0] else None
     return [
-        StageCount(week, stage, counts[i + 1], conversions[i], i == worst, counts[i], by, group)
+        StageCount(week, stage, counts[i + 1], conversions[i], i == worst, counts[i], by, group, due[i])
         for i, stage in enumerate(stages)
     ]
 
 
 def bottleneck_totals(rows: Sequence[StageCount], stages: Sequence[str]) -> tuple[str, float] | None:
     """The stage with the lowest conversion over every week and group of `rows` together, and
-    that conversion (the earliest on a tie); None when every cohort is empty."""
+    that conversion (the earliest on a tie); None when every cohort is empty. A stage is read
+    only over the cohorts old enough to have reached it."""
     reached = dict.fromkeys(stages, 0)
     before = dict.fromkeys(stages, 0)
-    for row in rows:
+    for row in (r for r in rows if r.due):
         reached[row.stage] += row.count
         before[row.stage] += row.previous
     known = [(reached[s] / before[s], i) for i, s in enumerate(stages) if before[s]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from engine.spec.base import SpecModel
+from engine.spec.base import Duration, SpecModel
 from engine.spec.conditions import Condition
 
 STAGE_ID = r"^[a-z0-9][a-z0-9_-]*$"
@@ -22,6 +22,11 @@ class FunnelStage(SpecModel):
     playbooks: tuple[str, ...] = ()
     """The playbooks that act on this stage: shown beside their goal conversion against their
     holdout when the stage is the bottleneck."""
+    due_after: Duration | None = None
+    """How old a weekly cohort (from its Monday) must be before it can have reached the stage, e.g.
+    `335d` for a renewal a year after the contract started. A younger cohort is counted at the
+    stage and the stages after it, but not measured there: its conversion is unknown and it is
+    never the bottleneck, so a stage nobody can have reached yet does not hide the real one."""
 
     @property
     def label(self) -> str:

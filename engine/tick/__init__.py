@@ -26,6 +26,7 @@ from engine.dispatch.reconcile import ReconcileResult
 from engine.dispatch.webhook import no_post, post_json
 from engine.project import Project
 from engine.tick.clock import LAST_TICK, TimeWentBackwards, last_tick, start_live_tick
+from engine.tick.dispatchers import DispatcherFailed, effective_dispatchers, scales_out
 from engine.tick.stages import (
     DISPATCH_BATCH,
     TICK_STAGES,
@@ -47,6 +48,7 @@ __all__ = [
     "DISPATCH_BATCH",
     "LAST_TICK",
     "TICK_STAGES",
+    "DispatcherFailed",
     "DryStore",
     "LiveStore",
     "PlaybookSummary",
@@ -61,6 +63,7 @@ __all__ = [
     "dispatch_stage",
     "dry_run",
     "dry_store",
+    "effective_dispatchers",
     "evaluate_and_advance",
     "last_tick",
     "make_limiter",
@@ -71,6 +74,7 @@ __all__ = [
     "reconcile_stage",
     "run_stages",
     "run_tick",
+    "scales_out",
     "start_live_tick",
     "team_sender",
     "with_project",
@@ -86,11 +90,15 @@ def run_stages(
     channel: EmailChannel,
     settings: DispatchSettings | None = None,
     post: Callable[..., int] = post_json,
+    dispatchers: int = 1,
 ) -> dict[str, PlaybookSummary]:
     """One live tick's stages in this process, in the order the flow runs them as Prefect tasks
     (for tests and simulations): the same `TICK_STAGES`, reconciliation and the outbox index
-    included. Not guarded by `start_live_tick`: a caller that stands for a live tick checks first."""
+    included. Not guarded by `start_live_tick`: a caller that stands for a live tick checks first.
+    With `dispatchers` > 1 on PostgreSQL, dispatch runs in that many processes, each sending
+    through the channel `touchflow.yaml` names (SQLite: one, with a warning)."""
     tick = Tick(LiveStore(engine), project, now, run_id, playbook_ids, channel, settings, post)
+    tick.dispatchers = effective_dispatchers(engine, dispatchers)
     return run_tick(tick)
 
 

@@ -7,7 +7,8 @@
 (`direct`), the stages run in this process — `run_stages` for tests and simulations, `dry_run`
 on a rolled-back store. The Prefect flow passes a `call` that runs each stage as a Prefect task:
 one per playbook and one per dispatch batch, never one per customer or message. A stage added to
-the list therefore runs in all of them.
+the list therefore runs in all of them. A live tick with `dispatchers` > 1 runs a stage's
+`scale_out` instead of its batches: every dispatch batch, in that many processes, in one call.
 
 A playbook that fails (its SQL, a bug) is that playbook's alone: it is logged, audited as
 `playbook_failed`, and named with the reason in its summary's `error`; the tick goes on.
@@ -50,7 +51,9 @@ log = logging.getLogger("touchflow.tick")
 class Tick:
     """One tick's inputs: the store it runs against, the project, its moment, the playbooks it
     runs, and how it sends (the channel, dispatch settings, the webhook poster). `wall_clock` is
-    the real clock (unix seconds) claims are stamped and expired with: never the tick's `now`."""
+    the real clock (unix seconds) claims are stamped and expired with: never the tick's `now`.
+    With `dispatchers` > 1 (a live store), the dispatch stage runs in that many processes, each
+    building the channel `touchflow.yaml` names (`channel` and `settings` then only plan)."""
 
     store: Store
     project: Project
@@ -61,6 +64,8 @@ class Tick:
     settings: DispatchSettings | None = None
     post: Callable[..., int] = post_json
     wall_clock: Callable[[], float] = time.time
+    dispatchers: int = 1
+    """Processes the dispatch stage runs in (`engine/tick/dispatchers.py`); 1: this one."""
     _dispatch: Dispatch | None = field(default=None, repr=False)
 
     def dispatch(self) -> Dispatch:
@@ -96,6 +101,9 @@ class Stage:
     name: str
     scope: Scope
     run: Callable[..., Any]
+    scale_out: Stage | None = None
+    """For a `batches` stage: the stage that runs all its batches in one call across
+    `Tick.dispatchers` processes, used instead when a live tick has more than one."""
 
 
 def reconcile_stage(tick: Tick) -> ReconcileResult:
@@ -152,7 +160,7 @@ def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
     return summary
 
 
-def dispatch_stage(tick: Tick) -> DispatchResult | None:
+def dispatch_stage(tick: Tick, batch: int = DISPATCH_BATCH) -> DispatchResult | None:
     """Claim one batch of planned messages, tasks and webhooks and deliver it, committing each
     window's outcomes as they are known; None when nothing is left to claim.
 
@@ -164,7 +172,7 @@ def dispatch_stage(tick: Tick) -> DispatchResult | None:
     with tick.store.transaction() as conn:
         ids = claim(
             conn,
-            DISPATCH_BATCH,
+            batch,
             tick.now,
             playbook_ids=tick.playbook_ids,
             token=token,
@@ -181,6 +189,14 @@ def dispatch_stage(tick: Tick) -> DispatchResult | None:
         raise
 
 
+def dispatch_processes_stage(tick: Tick) -> DispatchResult | None:
+    """Every dispatch batch of the tick, in `tick.dispatchers` processes (their counts summed,
+    each process's kept: `engine.tick.dispatchers.ProcessesResult`); None when nothing was claimed."""
+    from engine.tick.dispatchers import dispatch_processes_stage as in_processes  # it builds on this module
+
+    return in_processes(tick)
+
+
 def outbox_index_stage(tick: Tick) -> Path | None:
     """Rewrite the outbox's `index.html` (live ticks with the outbox channel only)."""
     if tick.outbox is None or tick.store.dry:
@@ -192,7 +208,7 @@ TICK_STAGES: tuple[Stage, ...] = (
     Stage("reconcile", "tick", reconcile_stage),
     Stage("health", "tick", health_stage),
     Stage("evaluate-and-advance", "playbook", plan_stage),
-    Stage("dispatch-batch", "batches", dispatch_stage),
+    Stage("dispatch-batch", "batches", dispatch_stage, Stage("dispatch-processes", "tick", dispatch_processes_stage)),
     Stage("outbox-index", "tick", outbox_index_stage),
 )
 """A tick's stages in order. Everything that runs a tick walks this list (`run_tick`)."""
@@ -213,6 +229,9 @@ def run_tick(tick: Tick, call: Callable[..., Any] = direct) -> dict[str, Playboo
         elif stage.scope == "playbook":
             for pid in tick.playbook_ids:
                 summaries[pid] = call(stage, tick, pid)
+        elif stage.scale_out is not None and tick.dispatchers > 1 and not tick.store.dry:
+            if (result := call(stage.scale_out, tick)) is not None:
+                merge(summaries, result)
         else:
             while (result := call(stage, tick)) is not None:
                 merge(summaries, result)

@@ -46,6 +46,9 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, str], tuple[int, ...]]] = {
         (LOGIN, FORBIDDEN, 303, FORBIDDEN, 303),  # approved: redirected to the list
     ),
     ("GET", "/experiments"): ("/experiments", {}, (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK)),
+    ("GET", "/health"): ("/health?days=7", {}, (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK)),
+    ("GET", "/funnel"): ("/funnel?by=tier", {}, (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK)),
+    ("GET", "/portfolio"): ("/portfolio", {}, (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK)),
 }
 
 CASES = [(method, pattern, who) for (method, pattern) in ROUTES for who in WHO]

@@ -92,4 +92,4 @@ def test_the_documented_funnel_loads() -> None:
     assert block is not None
     funnel = load_funnel_text(block.group(1), "docs/health.md")
     assert funnel is not None
-    assert [s.id for s in funnel.stages] == ["signed", "onboarded", "activated", "adopted", "advocate"]
+    assert [s.id for s in funnel.stages] == ["signed", "onboarded", "activated", "adopted", "renewed", "advocate"]
