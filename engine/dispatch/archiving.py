@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.utils import format_datetime
+from functools import lru_cache
 
 from sqlalchemy import Connection
 
+from engine.addresses import display_address
 from engine.archive import ToArchive, archive_messages
 from engine.dispatch.channels import OutgoingEmail
 
@@ -33,13 +34,13 @@ def _parts(email: OutgoingEmail) -> ToArchive:
     values = email.header_values  # what every channel writes, checked once per email (cached)
     # No Message-ID: each channel draws its own as it sends (the ledger's `provider_message_id`).
     # As a mail client shows them: a display name quoted where it must be, never re-parsed apart.
-    sender = str(Address(display_name=values.sender_name, addr_spec=values.sender_email))
-    recipient = str(Address(display_name=values.to_name, addr_spec=values.to_email))
+    sender = display_address(values.sender_name, values.sender_email)
+    recipient = display_address(values.to_name, values.to_email)
     headers = [
         ("From", sender),
         ("To", recipient),
         ("Subject", values.subject),
-        ("Date", format_datetime(email.at.replace(tzinfo=UTC))),
+        ("Date", _date(email.at)),
         *values.tags,
         *email.list_unsubscribe_headers().items(),
     ]
@@ -53,3 +54,9 @@ def _parts(email: OutgoingEmail) -> ToArchive:
         rendered.text,
         rendered.html,
     )
+
+
+@lru_cache(maxsize=16)
+def _date(at: datetime) -> str:
+    """The Date header of `at` (a window's emails share their moment: formatted once)."""
+    return format_datetime(at.replace(tzinfo=UTC))

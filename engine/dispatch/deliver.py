@@ -33,6 +33,10 @@ from engine.spec.policy import Policy
 from engine.store.models import ledger
 from engine.unsubscribe import record_recipients
 
+WINDOW_PER_THREAD = 4
+"""A window is this many emails per sending thread: large enough that its statements and commits
+are few per email, small enough that a crash strands little (at most two windows)."""
+
 Outgoing = tuple[Row[Any], dict[str, Any], OutgoingEmail]
 """A rendered email ready for the channel: its ledger row, the row's audit fields, the email."""
 
@@ -50,7 +54,7 @@ def deliver(
     """Render and deliver claimed rows; record each outcome and its audit row. With `token` (the
     claim's), rows no longer held under it are left alone.
 
-    Rows go through in windows of `4 × concurrency`: a window is rendered, marked `sending`
+    Rows go through in windows of `WINDOW_PER_THREAD × concurrency`: a window is rendered, marked `sending`
     (committed) and handed to the sending threads; while it is in flight the next window renders
     and the outcomes of the one before are written, a window per statement. So a crash strands at
     most two windows (left `sending`, reconciled later, never resent blindly), and the threads
@@ -106,7 +110,7 @@ def deliver(
             if commit is not None:
                 commit()
 
-    window = max(1, settings.concurrency) * 4
+    window = max(1, settings.concurrency) * WINDOW_PER_THREAD
     with _Sender(dispatch, now) as sender:
         for start in range(0, len(rows), window):
             part = rows[start : start + window]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 from collections.abc import Callable
@@ -83,7 +84,8 @@ def check_body(body: dict[str, Any]) -> None:
 
 
 class SendGridChannel:
-    """Sends through SendGrid. Thread-safe: each call builds its own client (one connection each)."""
+    """Sends through SendGrid. Thread-safe: each sending thread keeps its own client (the library's
+    client holds per-request state; each request still opens its own connection)."""
 
     name = "sendgrid"
 
@@ -105,13 +107,16 @@ class SendGridChannel:
         self.sandbox = sandbox
         self.unsubscribe_group = unsubscribe_group
         self.clock = clock
+        self._local = threading.local()
 
     def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
         return f"SendGridChannel(host={self.host!r}, sandbox={self.sandbox})"
 
     def send(self, email: OutgoingEmail) -> str:
-        client = SendGridAPIClient(api_key=self._api_key, host=self.host)
-        client.client.timeout = self.timeout_s  # the library has no default timeout
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = SendGridAPIClient(api_key=self._api_key, host=self.host)
+            client.client.timeout = self.timeout_s  # the library has no default timeout
         body = mail_body(email, self.sandbox, self.unsubscribe_group)
         try:
             response = client.client.mail.send.post(request_body=body)
