@@ -24,28 +24,13 @@ from engine import tick
 from engine.project import load_project
 from engine.store.models import ledger
 from engine.tick.dispatchers import dispatch_in_processes
+from tests.dispatch_scenario import CAPPED_SENDGRID, TWO_PLAYBOOKS
 from tests.factories import project
 from tests.fakes.provider_process import provider_process
 
 CONTACTS = 300
-PLAYBOOKS = {
-    pid: f"""
-id: {pid}
-name: {pid}
-trigger: {{date: contract_start, offset: 1d}}
-steps:
-  - email: {{to: {{role: [admin, champion]}}, template: welcome/hello}}
-"""
-    for pid in ("first", "second")
-}
-TOUCHFLOW_YAML = """
-channel: sendgrid
-sendgrid: {api_key_env: SENDGRID_API_KEY, concurrency: 8, attempts: 1}
-policy:
-  caps: {contact: {day: 1}}
-  rate_limit: 50
-  rate_limiter: database
-"""
+PLAYBOOKS = TWO_PLAYBOOKS
+TOUCHFLOW_YAML = CAPPED_SENDGRID
 
 
 def test_four_dispatcher_processes_keep_caps_and_rate(

@@ -37,28 +37,12 @@ from engine.dispatch.reconcile import reconcile
 from engine.project import Project, load_project
 from engine.store.models import audit_log, ledger
 from engine.tick.dispatchers import ProcessesResult
+from tests.dispatch_scenario import CAPPED_SENDGRID, TWO_PLAYBOOKS
 from tests.factories import project
 from tests.fakes.provider_process import RemoteFake, provider_process
 
 CONTACTS = 300
-TWO_PLAYBOOKS = {
-    pid: f"""
-id: {pid}
-name: {pid}
-trigger: {{date: contract_start, offset: 1d}}
-steps:
-  - email: {{to: {{role: [admin, champion]}}, template: welcome/hello}}
-"""
-    for pid in ("first", "second")
-}
-CAPPED = """
-channel: sendgrid
-sendgrid: {api_key_env: SENDGRID_API_KEY, concurrency: 8, attempts: 1}
-policy:
-  caps: {contact: {day: 1}}
-  rate_limit: 50
-  rate_limiter: database
-"""
+CAPPED = CAPPED_SENDGRID
 UNCAPPED = """
 channel: sendgrid
 sendgrid: {api_key_env: SENDGRID_API_KEY, concurrency: 8, attempts: 1}

@@ -19,22 +19,14 @@ from sqlalchemy import Engine, func, select
 
 from benchmarks.dispatch import NOW, build_store
 from engine.store.models import ledger
+from tests.dispatch_scenario import TWO_PLAYBOOKS
 from tests.factories import project
 from tests.flows.test_tick_observable import _run_log
 
 pytestmark = pytest.mark.prefect
 
 CONTACTS = 200
-PLAYBOOKS = {
-    pid: f"""
-id: {pid}
-name: {pid}
-trigger: {{date: contract_start, offset: 1d}}
-steps:
-  - email: {{to: {{role: [admin, champion]}}, template: welcome/hello}}
-"""
-    for pid in ("first", "second")
-}
+PLAYBOOKS = TWO_PLAYBOOKS
 
 
 @contextmanager
