@@ -34,3 +34,8 @@ def load_settings() -> Settings:
     url = os.environ.get("TOUCHFLOW_DATABASE_URL") or f"sqlite:///{project / 'touchflow.db'}"
     outbox = Path(os.environ.get("TOUCHFLOW_OUTBOX", project / "outbox"))
     return Settings(project_dir=project, database_url=url, outbox_dir=outbox.resolve())
+
+
+MAX_DISPATCHERS = 32
+"""The most dispatcher processes one tick starts: each holds its own connections and sending
+threads, so a typo (one zero more) must be refused, not obeyed. Past this, add workers."""

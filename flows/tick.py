@@ -26,7 +26,7 @@ from prefect.utilities.annotations import quote
 from sqlalchemy import Engine
 
 from engine import tick as api
-from engine.config import load_settings
+from engine.config import MAX_DISPATCHERS, load_settings
 from engine.dispatch import NullChannel
 from engine.dispatch.factory import make_channel
 from engine.dispatch.webhook import no_post
@@ -145,8 +145,8 @@ def tick(
     claiming batches with SKIP LOCKED until none is left (PostgreSQL; SQLite dispatches in one,
     with a warning); the run's log gets each process's counts, and a process that dies fails
     the run (DispatcherFailed) once the others stopped."""
-    if dispatchers < 1:
-        raise ValueError(f"dispatchers must be at least 1, not {dispatchers}")
+    if not 1 <= dispatchers <= MAX_DISPATCHERS:
+        raise ValueError(f"dispatchers must be between 1 and {MAX_DISPATCHERS}, not {dispatchers}")
     at = now or scheduled_moment()
     if at.tzinfo is not None:  # the engine works in naive UTC
         at = at.astimezone(UTC).replace(tzinfo=None)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from engine.cli.common import NowOption, err, open_store, out, parse_now, project_or_exit, shown_url, unknown
 from engine.cli.layout import print_rows
-from engine.config import load_settings
+from engine.config import MAX_DISPATCHERS, load_settings
 from engine.output import Layout
 
 
@@ -63,7 +63,9 @@ def run(
     dispatchers: Annotated[
         int,
         typer.Option(
-            min=1, help="Dispatch in this many processes, claiming with SKIP LOCKED (PostgreSQL; 1: this one)."
+            min=1,
+            max=MAX_DISPATCHERS,
+            help="Dispatch in this many processes, claiming with SKIP LOCKED (PostgreSQL; 1: this one).",
         ),
     ] = 1,
 ) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.config import Settings
+from engine.config import MAX_DISPATCHERS, Settings
 from engine.dispatch import DispatchResult
 from engine.dispatch.factory import make_channel
 from engine.project import load_project
@@ -146,8 +146,8 @@ def dispatch_in_processes(
     `batch`: rows per claim (a tick's 500; fewer spread a small backlog over the processes).
     `archive`: override the channel settings' archiving of messages as sent (None: as set).
     A process that fails raises DispatcherFailed here, once the others stopped (see the module)."""
-    if processes < 1:
-        raise ValueError("processes must be at least 1")
+    if not 1 <= processes <= MAX_DISPATCHERS:
+        raise ValueError(f"processes must be between 1 and {MAX_DISPATCHERS}, not {processes}")
     context = multiprocessing.get_context("spawn")
     # Every process starts claiming once all are ready (imports, project, channel): the first
     # batches spread over all of them instead of going to the one that started first.

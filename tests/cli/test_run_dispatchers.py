@@ -64,6 +64,16 @@ def test_dispatchers_must_be_at_least_one(root: Path) -> None:
     assert "--dispatchers" in result.output and "1" in result.output
 
 
+@pytest.mark.parametrize("asked", ["33", "99999999999999999999"])
+def test_dispatchers_are_bounded(root: Path, db: Engine, asked: str) -> None:
+    """A typo (one more zero) must not start thousands of processes, each with its connections."""
+    result = invoke("run", "--now", NOW, "--dispatchers", asked)
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "--dispatchers" in said and "32" in said
+    assert last_tick(db) is None and _ledger(db) == {}
+
+
 def test_postgresql_runs_the_tick_with_dispatcher_processes(root: Path, db: Engine) -> None:
     if db.dialect.name != "postgresql":
         pytest.skip("dispatcher processes share a store on PostgreSQL")
