@@ -2,28 +2,36 @@
 
 Both sides post to the same local mail-send server, at the same concurrency, in the same run:
 
-* the floor — the bare `sendgrid` client (one per worker thread) posting the very bodies the
-  engine sent (`mail_body`, kept as they went out): what sending costs with nothing around it;
-* the engine — `claim_batch` + `deliver_batch` in batches of 500 with the `SendGridChannel`
-  and `DispatchSettings(attempts=1, concurrency=C)`: loading the rows and their context, rendering,
-  building each body, one client per message, and committing every outcome with its audit row.
+* the floor — the bare `sendgrid` client in this one process (one client per thread, `concurrency`
+  threads) posting the very bodies the engine sent (the server keeps them as they arrived): what
+  sending costs with nothing around it;
+* the engine — the dispatch stage with the `SendGridChannel`, `attempts=1`: claiming, loading the
+  rows and their context, the policy gate, rendering, building each body, archiving it, and
+  committing every outcome with its audit row. With `dispatchers=1`, `claim_batch` +
+  `deliver_batch` in batches of 500 in this process, `concurrency` sending threads; with N, the
+  production path of `touchflow run --dispatchers N` (`dispatch_in_processes`, PostgreSQL only),
+  `concurrency / N` sending threads in each process, so that as many requests are in flight as on
+  the floor. The time includes starting the processes.
 
-The server (`_serve`) runs in its own process, so its work does not compete with the client
-side for the interpreter lock: what is measured is the sending process. The store is a scratch
-SQLite file in a temporary directory with `messages` planned email ledger rows, planned by the
-engine itself (one-step playbook, a date trigger, admin + champion contacts).
+The server (`serve`) runs in its own process, so its work does not compete with the client side
+for the interpreter lock. The store is a scratch SQLite file in a temporary directory, or a new
+schema of the PostgreSQL database given (dropped afterwards), with `messages` planned email
+ledger rows, planned by the engine itself (one-step playbook, a date trigger, admin + champion
+contacts).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,18 +44,19 @@ from typing import Any
 from sendgrid import SendGridAPIClient
 from sqlalchemy import Engine, func, select
 
-from engine.config import Settings
-from engine.dispatch.channels import OutgoingEmail
-from engine.dispatch.sendgrid_channel import SendGridChannel, mail_body
+from benchmarks.scratch import scratch_store
+from engine.config import MAX_DISPATCHERS, Settings
+from engine.dispatch.sendgrid_channel import SendGridChannel
 from engine.dispatch.settings import DispatchSettings
 from engine.project import Project, load_project
 from engine.store.bulk import bulk_insert
-from engine.store.db import connect, migrate
 from engine.store.models import accounts, contacts, ledger
 from engine.tick import DISPATCH_BATCH, claim_batch, deliver_batch, evaluate_and_advance
+from engine.tick.dispatchers import MIN_PROCESS_BATCH, dispatch_in_processes
 
 NOW = datetime(2026, 11, 23, 9, 0)
 API_KEY = "SG.bench-dispatch"
+KEY_ENV = "TOUCHFLOW_BENCH_SENDGRID_KEY"  # dispatcher processes read the key from here
 PLAYBOOK_ID = "bench-dispatch"
 PLAYBOOK = f"""
 id: {PLAYBOOK_ID}
@@ -75,6 +84,8 @@ class DispatchBench:
     sent: int
     server_requests: int
     build_s: float
+    dispatchers: int = 1
+    database: str = "sqlite"
 
     @property
     def msgs_per_s(self) -> float:
@@ -96,6 +107,8 @@ class DispatchBench:
             "ratio": round(self.ratio, 3),
             "messages": self.messages,
             "concurrency": self.concurrency,
+            "dispatchers": self.dispatchers,
+            "database": self.database,
             "engine_s": round(self.engine_s, 3),
             "floor_s": round(self.floor_s, 3),
             "sent": self.sent,
@@ -116,24 +129,32 @@ class _MailHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         server = self.server
         assert isinstance(server, _MailServer)
         with server.lock:
             server.requests += 1
             n = server.requests
+            server.bodies.append(body)  # the floor posts them again, as they arrived
         self.send_response(202)
         self.send_header("X-Message-Id", f"bench-{n}")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:  # /count: requests answered so far and the server's CPU time
+    def do_GET(self) -> None:
+        """/count: requests answered so far and the server's CPU time; /bodies: the bodies
+        received since the last /bodies, as a JSON array (and forgotten)."""
         server = self.server
         assert isinstance(server, _MailServer)
         with server.lock:
             answered = server.requests
-        data = json.dumps({"requests": answered, "cpu_s": time.process_time()}).encode()
+            bodies: list[bytes] = []
+            if self.path == "/bodies":
+                bodies, server.bodies = server.bodies, []
+        if self.path == "/bodies":
+            data = b"[" + b",".join(bodies) + b"]"
+        else:
+            data = json.dumps({"requests": answered, "cpu_s": time.process_time()}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -149,6 +170,7 @@ class _MailServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _MailHandler)
         self.lock = threading.Lock()
         self.requests = 0
+        self.bodies: list[bytes] = []
 
 
 def serve() -> None:
@@ -177,19 +199,26 @@ def mail_server() -> Iterator[str]:
 
 def server_stats(url: str) -> dict[str, Any]:
     """Requests the server answered so far, and its CPU seconds."""
-    import urllib.request
-
     with urllib.request.urlopen(f"{url}/count", timeout=10) as response:
         return dict(json.loads(response.read()))
+
+
+def received_bodies(url: str) -> list[dict[str, Any]]:
+    """The request bodies the server received since this was last asked, in arrival order."""
+    with urllib.request.urlopen(f"{url}/bodies", timeout=60) as response:
+        return list(json.loads(response.read()))
 
 
 # --- the store --------------------------------------------------------------------------------
 
 
-def write_project(root: Path, database_url: str, templates_dir: Path) -> Project:
-    """A project with one one-step email playbook, rendering the real project's templates."""
+def write_project(root: Path, database_url: str, templates_dir: Path, touchflow_yaml: str = "") -> Project:
+    """A project with one one-step email playbook, rendering the real project's templates (and
+    `touchflow_yaml`, when given: the channel dispatcher processes build for themselves)."""
     (root / "playbooks").mkdir(parents=True, exist_ok=True)
     (root / "playbooks" / f"{PLAYBOOK_ID}.yaml").write_text(PLAYBOOK, encoding="utf-8")
+    if touchflow_yaml:
+        (root / "touchflow.yaml").write_text(touchflow_yaml, encoding="utf-8")
     shutil.copytree(templates_dir, root / "templates" / "email", dirs_exist_ok=True)
     return load_project(Settings(project_dir=root, database_url=database_url, outbox_dir=root / "outbox"))
 
@@ -222,18 +251,6 @@ def build_store(engine: Engine, messages: int) -> None:
         )
 
 
-class _RecordingChannel(SendGridChannel):
-    """The SendGrid channel, keeping each request body for the floor to post again (~2 µs a message)."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__(API_KEY, host, timeout_s=30)
-        self.bodies: list[dict[str, Any]] = []
-
-    def send(self, email: OutgoingEmail) -> str:
-        self.bodies.append(mail_body(email, self.sandbox, self.unsubscribe_group))
-        return super().send(email)
-
-
 # --- the two sides ------------------------------------------------------------------------------
 
 
@@ -258,7 +275,7 @@ def time_floor(url: str, bodies: list[dict[str, Any]], concurrency: int) -> floa
 
 
 def time_engine(engine: Engine, project: Project, channel: SendGridChannel, concurrency: int) -> float:
-    """Seconds for claim + deliver_batch (batches of 500) to send every planned message."""
+    """Seconds for claim + deliver_batch (batches of 500) in this process to send every planned message."""
     settings = DispatchSettings(attempts=1, concurrency=concurrency)
     started = time.perf_counter()
     while ids := claim_batch(engine, NOW, DISPATCH_BATCH, playbook_ids=[PLAYBOOK_ID]):
@@ -266,32 +283,97 @@ def time_engine(engine: Engine, project: Project, channel: SendGridChannel, conc
     return time.perf_counter() - started
 
 
-def run(messages: int, concurrency: int, templates_dir: Path, workdir: Path | None = None) -> DispatchBench:
-    """Build the scratch store, then time the engine, then the floor with the bodies the engine sent."""
+def time_processes(project: Project, dispatchers: int) -> float:
+    """Seconds for `dispatchers` processes (`touchflow run --dispatchers N`'s path, the channel
+    from the project's `touchflow.yaml`) to send every planned message, starting them included."""
+    batch = max(DISPATCH_BATCH // dispatchers, MIN_PROCESS_BATCH)  # as a tick splits its batch
+    started = time.perf_counter()
+    dispatch_in_processes(project.settings, NOW, "bench-dispatch", [PLAYBOOK_ID], dispatchers, batch=batch)
+    return time.perf_counter() - started
+
+
+def run(
+    messages: int,
+    concurrency: int,
+    templates_dir: Path,
+    workdir: Path | None = None,
+    *,
+    dispatchers: int = 1,
+    database_url: str | None = None,
+) -> DispatchBench:
+    """Build the scratch store (SQLite, or a schema of the PostgreSQL `database_url`), then time
+    the engine, then the floor with the bodies the engine sent."""
     if messages < 1 or concurrency < 1:
         raise ValueError("messages and concurrency must be positive")
+    if not 1 <= dispatchers <= MAX_DISPATCHERS:
+        raise ValueError(f"dispatchers must be between 1 and {MAX_DISPATCHERS}")
+    if dispatchers > 1 and (database_url is None or not database_url.startswith("postgresql")):
+        raise ValueError("dispatcher processes share a PostgreSQL store: give its URL (SQLite has one writer)")
+    if concurrency % dispatchers:
+        raise ValueError(
+            f"concurrency {concurrency} does not split evenly over {dispatchers} dispatchers: each process"
+            " sends on the same number of threads, so that as many requests are in flight as on the floor"
+        )
     root = Path(tempfile.mkdtemp(prefix="touchflow-bench-dispatch-", dir=workdir))
     try:
-        url = f"sqlite:///{root / 'store.db'}"
-        engine = connect(url)
-        started = time.perf_counter()
-        migrate(engine)
-        project = write_project(root / "project", url, templates_dir)
-        build_store(engine, messages)
-        evaluate_and_advance(engine, project, PLAYBOOK_ID, NOW, "bench-plan", "sendgrid")
-        build_s = time.perf_counter() - started
-        with mail_server() as server:
+        with scratch_store(database_url, root, "dispatch") as engine, mail_server() as server:
+            started = time.perf_counter()
+            url = engine.url.render_as_string(hide_password=False)
+            yaml = (
+                f"channel: sendgrid\nsendgrid: {{api_key_env: {KEY_ENV}, host: '{server}', attempts: 1,"
+                f" concurrency: {concurrency // dispatchers}}}\n"
+            )
+            project = write_project(root / "project", url, templates_dir, yaml)
+            build_store(engine, messages)
+            evaluate_and_advance(engine, project, PLAYBOOK_ID, NOW, "bench-plan", "sendgrid")
+            build_s = time.perf_counter() - started
             time_floor(server, [WARM_UP_BODY] * min(200, messages), concurrency)  # connections, imports
-            channel = _RecordingChannel(server)
-            engine_s = time_engine(engine, project, channel, concurrency)
-            answered = server_stats(server)["requests"]
-            if len(channel.bodies) != messages:
-                raise RuntimeError(f"the engine sent {len(channel.bodies)} messages, expected {messages}")
-            floor_s = time_floor(server, channel.bodies, concurrency)
-        with engine.connect() as conn:
-            sent = conn.execute(select(func.count()).where(ledger.c.status == "sent")).scalar_one()
-        engine.dispose()
-        warm_up = min(200, messages)
-        return DispatchBench(messages, concurrency, engine_s, floor_s, int(sent), int(answered) - warm_up, build_s)
+            received_bodies(server)  # the warm-up's, forgotten
+            before = server_stats(server)["requests"]
+            if dispatchers == 1:
+                channel = SendGridChannel(API_KEY, server, timeout_s=30)
+                engine_s = time_engine(engine, project, channel, concurrency)
+            else:
+                with _environment({KEY_ENV: API_KEY, "TOUCHFLOW_CHANNEL": None, "TOUCHFLOW_SENDGRID_HOST": None}):
+                    engine_s = time_processes(project, dispatchers)
+            answered = server_stats(server)["requests"] - before
+            bodies = received_bodies(server)
+            if len(bodies) != messages:
+                raise RuntimeError(f"the engine sent {len(bodies)} messages, expected {messages}")
+            floor_s = time_floor(server, bodies, concurrency)
+            with engine.connect() as conn:
+                sent = conn.execute(select(func.count()).where(ledger.c.status == "sent")).scalar_one()
+        return DispatchBench(
+            messages,
+            concurrency,
+            engine_s,
+            floor_s,
+            int(sent),
+            int(answered),
+            build_s,
+            dispatchers,
+            engine.dialect.name,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """`values` set in the environment (None: unset) while the block runs — what spawned
+    dispatcher processes inherit — then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            _set(name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            _set(name, value)
+
+
+def _set(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

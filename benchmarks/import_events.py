@@ -18,19 +18,17 @@ from __future__ import annotations
 import csv
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from benchmarks.scratch import scratch_store
 from engine.ingest.load import import_files
 from engine.store.bulk import bulk_insert
-from engine.store.db import connect, migrate
 from engine.store.models import events
 
 NOW = datetime(2026, 12, 5, 9, 0)
@@ -110,45 +108,19 @@ def _floor_rows(n: int, accounts: int, ids: dict[str, int]) -> Iterator[tuple[An
         yield account + 1, account * _CONTACTS + contact + 1, name, at, props, f"e{i}"
 
 
-@contextmanager
-def _fresh_store(url: str | None, directory: Path, label: str) -> Iterator[Engine]:
-    """A migrated, empty store: a SQLite file in `directory`, or a new schema of `url`."""
-    if url is None:
-        engine = connect(f"sqlite:///{directory / f'{label}.db'}")
-        migrate(engine)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    schema = f"bench_import_{label}_{uuid.uuid4().hex[:8]}"
-    admin = connect(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = connect(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
-    try:
-        migrate(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def run(n: int, url: str | None) -> ImportBench:
     """Generate `n` events and time both sides; `url` None means SQLite files in a temp dir."""
     with tempfile.TemporaryDirectory(prefix="touchflow-bench-import-") as tmp:
         directory = Path(tmp)
         accounts_csv, contacts_csv, events_csv, accounts = write_files(directory, n)
         columns = ("account_id", "contact_id", "name", "occurred_at", "properties", "event_id")
-        with _fresh_store(url, directory, "floor") as store:
+        with scratch_store(url, directory, "import_floor") as store:
             _setup(store, accounts_csv, contacts_csv)
             started = time.perf_counter()
             with store.begin() as conn:
                 bulk_insert(conn, events, columns, _floor_rows(n, accounts, {}))
             floor = time.perf_counter() - started
-        with _fresh_store(url, directory, "engine") as store:
+        with scratch_store(url, directory, "import_engine") as store:
             _setup(store, accounts_csv, contacts_csv)
             started = time.perf_counter()
             summary = import_files(store, "events", [events_csv], now=NOW)

@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store.bulk import conflict_insert
 from engine.store.models import message_archive
 
 log = logging.getLogger("touchflow.archive")
@@ -115,8 +116,7 @@ def archive_messages(conn: Connection, messages: Sequence[ToArchive], now: datet
         )
     try:
         with conn.begin_nested():
-            stmt = conflict_insert(conn, message_archive).on_conflict_do_nothing(index_elements=["send_key"])
-            conn.execute(stmt, rows)
+            conn.execute(_keep_first(conn.dialect.name), rows)
     except Exception as exc:  # the send matters more than its copy: say it and go on
         log.error("could not archive %d message(s) (first %s): %s", len(rows), rows[0]["send_key"], exc)
         return 0
@@ -154,3 +154,11 @@ def prune_archive(conn: Connection, now: datetime, retention: timedelta) -> int:
     """Drop messages archived before `now - retention`; the number dropped. The caller commits."""
     result = conn.execute(delete(message_archive).where(message_archive.c.archived_at < now - retention))
     return int(result.rowcount or 0)
+
+
+@lru_cache(maxsize=4)
+def _keep_first(dialect: str) -> Any:
+    """The archive's INSERT … ON CONFLICT (send_key) DO NOTHING for `dialect`, built once (every
+    window of every dispatch runs it)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(message_archive).on_conflict_do_nothing(index_elements=["send_key"])

@@ -161,7 +161,10 @@ def ledger_fields(row: Any, at: datetime, run_id: str) -> dict[str, Any]:
     }
 
 
+_APPEND = insert(audit_log)  # built once: every window of every dispatch appends
+
+
 def record(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Append audit rows (never updates or deletes)."""
     if rows:
-        conn.execute(insert(audit_log), list(rows))
+        conn.execute(_APPEND, list(rows))

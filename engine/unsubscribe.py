@@ -111,8 +111,11 @@ def record_recipients(conn: Connection, sent: Sequence[tuple[int, str]]) -> None
     the transaction that marks the rows `sending`: committed before any request leaves."""
     if not sent:
         return
-    stmt = update(ledger).where(ledger.c.id == bindparam("row_id")).values(sent_to=bindparam("address"))
-    conn.execute(stmt, [{"row_id": row_id, "address": address} for row_id, address in sent])
+    conn.execute(_SENT_TO, [{"row_id": row_id, "address": address} for row_id, address in sent])
+
+
+_SENT_TO = update(ledger).where(ledger.c.id == bindparam("row_id")).values(sent_to=bindparam("address"))
+"""Built once: every window of every dispatch runs it."""
 
 
 @dataclass(frozen=True)

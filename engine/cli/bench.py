@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
-from engine.cli.common import connect_or_exit, err, parse_now, report_and_exit
-from engine.config import load_settings
+from engine.cli.common import connect_or_exit, err, parse_now, report_and_exit, shown_url
+from engine.config import MAX_DISPATCHERS, load_settings
 from engine.problems import ProblemsFound
 
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks: the engine against the floor.")
@@ -88,11 +88,40 @@ def bench_health(
 def bench_dispatch(
     messages: Annotated[int, typer.Option(min=1, help="Emails to render and send.")] = 20_000,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once (both sides).")] = 8,
+    dispatchers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_DISPATCHERS,
+            help="Dispatcher processes sharing the concurrency (as `run --dispatchers`; needs --db PostgreSQL).",
+        ),
+    ] = 1,
+    db: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL (the store is a scratch schema); default: a SQLite file.")
+    ] = None,
 ) -> None:
     """Send N messages through the SendGrid channel to a local server, against the bare client; print JSON."""
     from benchmarks.dispatch import run as run_dispatch
 
-    result = run_dispatch(messages, concurrency, load_settings().templates_dir)
+    if dispatchers > 1 and not (db or "").startswith("postgresql"):
+        err.print(
+            f"error: --dispatchers {dispatchers} needs --db with a PostgreSQL URL: dispatcher processes share"
+            " the store by row locks, and SQLite has one writer",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    if concurrency % dispatchers:
+        err.print(
+            f"error: --concurrency {concurrency} does not split evenly over --dispatchers {dispatchers}: use a"
+            f" multiple of {dispatchers}, so that each process sends on as many threads",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    if db is not None:  # an unreachable server is a clear error, not a traceback
+        check_reachable(db)
+    result = run_dispatch(
+        messages, concurrency, load_settings().templates_dir, dispatchers=dispatchers, database_url=db
+    )
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")
 
 
@@ -139,3 +168,20 @@ def bench_ingest(
     connect_or_exit(url, create=True).dispose()
     result = run_ingest(url, events, clients)
     sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+
+
+def check_reachable(url: str) -> None:
+    """Exit 1, saying why, unless the database at `url` answers (benchmarks build their own
+    schema in it, so it need not hold a store)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = connect_or_exit(url, create=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        err.print(f"cannot reach the database at {shown_url(url)}: {getattr(exc, 'orig', None) or exc}", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, case, or_, select, update
 
 from engine.store.models import ledger
 
@@ -86,14 +86,24 @@ def mark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> s
     moved: set[int] = set()
     for token in {r.claim_token for r in rows}:
         ids = [r.id for r in rows if r.claim_token == token]
-        stmt = (
-            update(ledger)
-            .where(ledger.c.id.in_(ids), ledger.c.status == "claimed", _held(token))
-            .values(status="sending", updated_at=now)
-            .returning(ledger.c.id)
-        )
-        moved.update(conn.execute(stmt).scalars())
+        stmt = _TO_SENDING_UNTOKENED if token is None else _TO_SENDING
+        moved.update(conn.execute(stmt, {"ids": ids, "token": token, "at": now}).scalars())
     return moved
+
+
+def _to_sending(held: Any) -> Any:
+    """claimed → sending for the rows `ids` under `held`, returning them: built once (every window
+    runs it; building a statement costs more than running it)."""
+    return (
+        update(ledger)
+        .where(ledger.c.id.in_(bindparam("ids", expanding=True)), ledger.c.status == "claimed", held)
+        .values(status="sending", updated_at=bindparam("at"))
+        .returning(ledger.c.id)
+    )
+
+
+_TO_SENDING = _to_sending(ledger.c.claim_token == bindparam("token"))
+_TO_SENDING_UNTOKENED = _to_sending(ledger.c.claim_token.is_(None))
 
 
 def unmark_sending(conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> int:

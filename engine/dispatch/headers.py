@@ -45,6 +45,7 @@ _DECODE_ROUNDS = 8
 # RFC 5322 atext: a display name made only of these (and single spaces) needs no quoting.
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _PRINTABLE_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII, single spaces, no edges
+_SPACE = re.compile(r"\s")  # what str.isspace() calls a space (both are Py_UNICODE_ISSPACE), in C
 _FOLD_POINT = re.compile(r"(?<=\S) (?=\S)")  # a single space between two visible characters
 _WORD_BYTES = 42  # UTF-8 bytes per encoded word: "=?utf-8?b?" + 56 + "?=" fits after "Subject: "
 
@@ -102,7 +103,7 @@ def display_name(field: str, value: str | None) -> str:
 
 def check_address(field: str, address: str) -> str:
     """`address` if it can stand in a header (validity itself is `engine.addresses`' business)."""
-    if not address or CONTROL.search(address) or any(c.isspace() for c in address):
+    if not address or CONTROL.search(address) or _SPACE.search(address):
         raise HeaderError(f"{field}: the address {shown(address)} is empty or has spaces or control characters")
     if client_decoded(address) != address:  # RFC 2047 forbids encoded words in an address
         raise HeaderError(f"{field}: the address {shown(address)} holds RFC 2047 encoding")

@@ -176,24 +176,10 @@ def write_outcomes(
                 "new_provider_id": o.provider_id if o.provider_id is not None else row.provider_message_id,
                 "new_attempts": row.attempts + 1 if retry else row.attempts,
                 "new_not_before": o.not_before if retry else row.not_before,
+                "settled_at": now,
             }
         )
-    # Guarded: a reconciliation that already settled the row wins. (No IN: executemany refuses
-    # expanding parameters.)
-    in_hand = or_(ledger.c.status == "claimed", ledger.c.status == "sending")
-    stmt = (
-        update(ledger)
-        .where(ledger.c.id == bindparam("row_id"), in_hand, ledger.c.claim_token == bindparam("held_by"))
-        .values(
-            status=bindparam("new_status"),
-            error=bindparam("new_error"),
-            provider_message_id=bindparam("new_provider_id"),
-            attempts=bindparam("new_attempts"),
-            not_before=bindparam("new_not_before"),
-            updated_at=now,
-        )
-    )
-    conn.execute(stmt, params)
+    conn.execute(_SETTLE, params)
     record(conn, [o.audit for o in outcomes])
     _count(outcomes, result)
 
@@ -214,8 +200,30 @@ def _count(outcomes: Sequence[Outcome], result: DispatchResult) -> None:
 def still_held(conn: Connection, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """The outcomes whose rows are still claimed or sending under this dispatcher's claim token."""
     ids = [o.row.id for o in outcomes]
-    query = select(ledger.c.id, ledger.c.claim_token).where(
-        ledger.c.id.in_(ids), ledger.c.status.in_(["claimed", "sending"])
-    )
-    held = {r.id: r.claim_token for r in conn.execute(query)}
+    held = {r.id: r.claim_token for r in conn.execute(_HELD, {"ids": ids}) if r.status in ("claimed", "sending")}
     return [o for o in outcomes if o.row.id in held and held[o.row.id] == o.row.claim_token]
+
+
+# The statements of every window, built once: a statement object built per call costs more to
+# build and to look up in the compiled cache (~80 µs) than to run.
+_SETTLE = (
+    update(ledger)
+    # Guarded: a reconciliation that already settled the row wins. (No IN: executemany refuses
+    # expanding parameters.)
+    .where(
+        ledger.c.id == bindparam("row_id"),
+        or_(ledger.c.status == "claimed", ledger.c.status == "sending"),
+        ledger.c.claim_token == bindparam("held_by"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        error=bindparam("new_error"),
+        provider_message_id=bindparam("new_provider_id"),
+        attempts=bindparam("new_attempts"),
+        not_before=bindparam("new_not_before"),
+        updated_at=bindparam("settled_at"),
+    )
+)
+_HELD = select(ledger.c.id, ledger.c.claim_token, ledger.c.status).where(
+    ledger.c.id.in_(bindparam("ids", expanding=True))  # by primary key alone; the status is read
+)

@@ -77,6 +77,7 @@ def gate(
     by_key: dict[str, Row[Any]] = {}
     writes: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
+    rules: dict[str, tuple[tuple[Cap, ...], Calendar]] = {}  # per playbook: the same for every row
     for row in emails:
         by_key[row.send_key] = row
         why_not = suppressed.get(row.send_key)
@@ -90,7 +91,9 @@ def gate(
         if playbook is None:
             result.cleared.append(row)  # dispatch fails it with its reason ("no longer loaded")
             continue
-        candidates.append(_candidate(row, playbook, policy, contacts_by_id, accounts_by_id))
+        if playbook.id not in rules:
+            rules[playbook.id] = (_caps_for(policy, playbook), calendar_for(policy, playbook))
+        candidates.append(_candidate(row, playbook, rules[playbook.id], policy, contacts_by_id, accounts_by_id))
     history = _history(conn, candidates, now)
     for verdict in decide(candidates, history, now):
         row = by_key[verdict.key]
@@ -179,17 +182,24 @@ def calendar_for(policy: Policy, playbook: CompiledPlaybook | None = None) -> Ca
     )
 
 
-def _candidate(
-    row: Row[Any],
-    playbook: CompiledPlaybook,
-    policy: Policy,
-    contacts_by_id: dict[int, dict[str, Any]],
-    accounts_by_id: dict[int, dict[str, Any]],
-) -> Candidate:
+def _caps_for(policy: Policy, playbook: CompiledPlaybook) -> tuple[Cap, ...]:
+    """The caps a playbook's emails count against: the project's (unless it opts out), then its own."""
     own = playbook.spec.policy
     caps = project_caps(policy.caps) if own.project_caps else ()
     if own.caps is not None:
         caps += project_caps(own.caps, playbook.id)
+    return caps
+
+
+def _candidate(
+    row: Row[Any],
+    playbook: CompiledPlaybook,
+    rules: tuple[tuple[Cap, ...], Calendar],
+    policy: Policy,
+    contacts_by_id: dict[int, dict[str, Any]],
+    accounts_by_id: dict[int, dict[str, Any]],
+) -> Candidate:
+    caps, calendar = rules
     contact = contacts_by_id.get(row.contact_id) if row.contact_id is not None else None
     account = accounts_by_id.get(row.account_id)
     # The first zone that exists: contact, account, project, UTC (bad data never stops dispatch).
@@ -203,7 +213,7 @@ def _candidate(
         contact_id=row.contact_id,
         timezone=zone,
         caps=caps,
-        calendar=calendar_for(policy, playbook),
+        calendar=calendar,
         due=row.not_before or row.created_at,
     )
 

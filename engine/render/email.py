@@ -169,7 +169,7 @@ INLINE_WORK = 20_000_000
 native code that no deadline interrupts, and it copies each matching rule onto every element (a
 few thousand tags under a big stylesheet took seconds and a gigabyte), so its work is bounded
 before it starts. Real emails stay far below: ~3 KB of CSS × a few hundred tags."""
-_STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.I | re.S)
+_STYLE = re.compile(r"<style\b[^>]*>([^<]*+(?:<(?!/style\s*>)[^<]*+)*+)</style\s*>", re.I)  # no per-character walk
 
 
 def _inline_css(markup: str) -> str:
