@@ -22,12 +22,11 @@ from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.store.bulk import conflict_insert
 from engine.store.models import message_archive
 
 log = logging.getLogger("touchflow.archive")
@@ -116,7 +115,7 @@ def archive_messages(conn: Connection, messages: Sequence[ToArchive], now: datet
         )
     try:
         with conn.begin_nested():
-            conn.execute(_keep_first(conn.dialect.name), rows)
+            conn.execute(_keep_first(conn), rows)
     except Exception as exc:  # the send matters more than its copy: say it and go on
         log.error("could not archive %d message(s) (first %s): %s", len(rows), rows[0]["send_key"], exc)
         return 0
@@ -156,9 +155,13 @@ def prune_archive(conn: Connection, now: datetime, retention: timedelta) -> int:
     return int(result.rowcount or 0)
 
 
-@lru_cache(maxsize=4)
-def _keep_first(dialect: str) -> Any:
-    """The archive's INSERT … ON CONFLICT (send_key) DO NOTHING for `dialect`, built once (every
-    window of every dispatch runs it)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(message_archive).on_conflict_do_nothing(index_elements=["send_key"])
+_KEEP_FIRST: dict[type, Any] = {}
+
+
+def _keep_first(conn: Connection) -> Any:
+    """The archive's INSERT … ON CONFLICT (send_key) DO NOTHING for the connection's database,
+    built once per dialect (every window of every dispatch runs it)."""
+    kind = type(conn.dialect)
+    if kind not in _KEEP_FIRST:
+        _KEEP_FIRST[kind] = conflict_insert(conn, message_archive).on_conflict_do_nothing(index_elements=["send_key"])
+    return _KEEP_FIRST[kind]

@@ -14,7 +14,7 @@ from engine.console.charts import Bar, bar_chart
 from engine.console.pages import PageContext
 from engine.console.permissions import Page
 from engine.funnel.load import HEALTH_FILE, load_funnel
-from engine.funnel.report import By, StageCount, bottleneck_totals, funnel_report
+from engine.funnel.report import By, StageCount, StageTotal, bottleneck_totals, funnel_report, stage_totals
 from engine.problems import ProblemsFound
 
 WEEKS, MAX_WEEKS = 12, 104
@@ -52,29 +52,28 @@ def funnel(ctx: PageContext) -> Response:
     worst = bottleneck_totals(rows, stages)
     values.update(
         stages=[{"id": s, "name": names[s], "bottleneck": bool(worst and worst[0] == s)} for s in stages],
-        chart=bar_chart(_totals(rows, stages, names, worst), f"accounts per stage over {weeks} weeks", css="funnel"),
+        chart=bar_chart(
+            _bars(stage_totals(rows, stages), names, worst), f"accounts per stage over {weeks} weeks", css="funnel"
+        ),
         table=_table(rows, stages),
         bottleneck=None if worst is None else {"stage": names[worst[0]], "id": worst[0], "rate": _pct(worst[1])},
     )
     return ctx.render("funnel.html", values)
 
 
-def _totals(
-    rows: list[StageCount], stages: list[str], names: dict[str, str], worst: tuple[str, float] | None
-) -> list[Bar]:
-    """A bar per stage: the accounts that reached it over every week shown, with the conversion
-    from the stage before (the bottleneck is the stage where that conversion is lowest)."""
-    reached = dict.fromkeys(stages, 0)
-    before = dict.fromkeys(stages, 0)
-    for row in rows:
-        reached[row.stage] += row.count
-        before[row.stage] += row.previous
-    bars = []
-    for s in stages:
-        rate = reached[s] / before[s] if before[s] else None
-        text = f"{reached[s]} ({_pct(rate)})"
-        bars.append(Bar(names[s], reached[s], text, key=s, highlight=bool(worst and worst[0] == s)))
-    return bars
+def _bars(totals: list[StageTotal], names: dict[str, str], worst: tuple[str, float] | None) -> list[Bar]:
+    """A bar per stage: the accounts that reached it over every week shown, with its conversion
+    from the stage before (`stage_totals`: the same numbers the bottleneck is picked from)."""
+    return [
+        Bar(
+            names[t.stage],
+            t.reached,
+            f"{t.reached} ({_pct(t.conversion)})",
+            key=t.stage,
+            highlight=bool(worst and worst[0] == t.stage),
+        )
+        for t in totals
+    ]
 
 
 def _table(rows: list[StageCount], stages: list[str]) -> list[dict[str, Any]]:

@@ -8,51 +8,23 @@ tick (or `touchflow health compute`), never by a page.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from starlette.responses import Response
 
-from engine.console.charts import Bar, bar_chart, line_chart
+from engine.console.charts import UNKNOWN, Bar, Series, band_colours, band_trend_chart, bar_chart, line_chart
 from engine.console.pages import PageContext
 from engine.console.permissions import Page
-from engine.health.compute import Score, explain, latest_day, scores_on
+from engine.health.compute import Score, daily_trend, explain, latest_day, scores_on
 from engine.health.load import HEALTH_FILE, load_health
 from engine.health.spec import HealthSpec
 from engine.problems import ProblemsFound
-from engine.store.models import accounts, health_history
+from engine.store.models import accounts
 
 DAYS, MAX_DAYS, LOWEST = 30, 365, 20
 """The trend's default and largest span in days, and how many of the lowest scores are listed."""
-
-
-@dataclass(frozen=True)
-class DayBands:
-    """One scored day of the trend: the mean score and the count of each band."""
-
-    day: date
-    mean: float
-    bands: dict[str, int]
-
-
-def trend(conn: Connection, last: date, days: int) -> list[DayBands]:
-    """The scored days from `days` before `last` to `last`: the mean score and each band's count
-    per day (one grouped query: a day never scored is absent, not zero)."""
-    h = health_history
-    rows = conn.execute(
-        select(h.c.computed_on, h.c.band, func.count(), func.sum(h.c.score))
-        .where(h.c.computed_on > last - timedelta(days=days), h.c.computed_on <= last)
-        .group_by(h.c.computed_on, h.c.band)
-        .order_by(h.c.computed_on)
-    )
-    counts: dict[date, dict[str, int]] = defaultdict(dict)
-    sums: dict[date, float] = defaultdict(float)
-    for day, band, n, total in rows:
-        counts[day][band] = int(n)
-        sums[day] += float(total or 0)
-    return [DayBands(d, sums[d] / sum(c.values()), c) for d, c in sorted(counts.items())]
 
 
 def names_of(conn: Connection, ids: list[int]) -> dict[int, str]:
@@ -97,22 +69,37 @@ def health(ctx: PageContext) -> Response:
         if account:
             return _account(ctx, conn, spec, day, account, values)
         scores = scores_on(conn, day)
-        history = trend(conn, day, days)
+        history = daily_trend(conn, day, days)
         lowest = scores[:LOWEST]
         names = names_of(conn, [s.account_id for s in lowest])
     counts: dict[str, int] = defaultdict(int)
     for s in scores:
         counts[s.band] += 1
     order = band_order(spec, set(counts) | {b for d in history for b in d.bands})
+    colours = dict(zip([b.name for b in spec.bands], band_colours(len(spec.bands)), strict=True))
     values.update(
         scored=len(scores),
         bands=[(label, counts.get(name, 0)) for name, label in order],
         band_chart=bar_chart(
-            [Bar(label, counts.get(name, 0), str(counts.get(name, 0)), key=name) for name, label in order],
+            [
+                Bar(label, counts.get(name, 0), str(counts.get(name, 0)), key=name, colour=colours.get(name, UNKNOWN))
+                for name, label in order
+            ],
             f"accounts per band on {day.isoformat()}",
             css="bands",
         ),
         trend_chart=line_chart([(d.day.isoformat(), d.mean) for d in history], f"mean score, last {days} days"),
+        band_trend_chart=band_trend_chart(
+            [d.day.isoformat() for d in history],
+            # A line per band some day of the span had: a band nobody was in adds only a flat zero.
+            [
+                Series(name, label, [float(d.bands.get(name, 0)) for d in history], colours.get(name, UNKNOWN))
+                for name, label in order
+                if any(d.bands.get(name) for d in history)
+            ],
+            f"accounts per band per day, last {days} days",
+            "band-trend",
+        ),
         trend=[
             {"day": d.day.isoformat(), "mean": f"{d.mean:.1f}", "bands": [d.bands.get(n, 0) for n, _ in order]}
             for d in history

@@ -136,16 +136,46 @@ def _week_rows(
     ]
 
 
-def bottleneck_totals(rows: Sequence[StageCount], stages: Sequence[str]) -> tuple[str, float] | None:
-    """The stage with the lowest conversion over every week and group of `rows` together, and
-    that conversion (the earliest on a tie); None when every cohort is empty. A stage is read
-    only over the cohorts old enough to have reached it."""
+@dataclass(frozen=True)
+class StageTotal:
+    """One stage over every week and group of a report."""
+
+    stage: str
+    reached: int
+    """The accounts at the stage over every cohort shown, old enough for it or not."""
+    measured: int
+    """Of those, the ones in cohorts old enough to have reached the stage (`due`)."""
+    previous: int
+    """In those same cohorts, the accounts at the stage before (the first stage: the cohorts)."""
+
+    @property
+    def conversion(self) -> float | None:
+        """measured / previous: the share of the accounts at the stage before that reached this
+        one, over the cohorts due for it; None when no such cohort had anyone."""
+        return self.measured / self.previous if self.previous else None
+
+
+def stage_totals(rows: Sequence[StageCount], stages: Sequence[str]) -> list[StageTotal]:
+    """Each stage of `stages`, in order, summed over every week and group of `rows`: how many
+    reached it, and its conversion read only over the cohorts old enough to have reached it (a
+    young cohort's zero is not a failure to convert). The console's funnel chart draws these and
+    `bottleneck_totals` picks from them, so both say the same numbers."""
     reached = dict.fromkeys(stages, 0)
-    before = dict.fromkeys(stages, 0)
-    for row in (r for r in rows if r.due):
+    measured = dict.fromkeys(stages, 0)
+    previous = dict.fromkeys(stages, 0)
+    for row in rows:
         reached[row.stage] += row.count
-        before[row.stage] += row.previous
-    known = [(reached[s] / before[s], i) for i, s in enumerate(stages) if before[s]]
+        if row.due:
+            measured[row.stage] += row.count
+            previous[row.stage] += row.previous
+    return [StageTotal(s, reached[s], measured[s], previous[s]) for s in stages]
+
+
+def bottleneck_totals(rows: Sequence[StageCount], stages: Sequence[str]) -> tuple[str, float] | None:
+    """The stage with the lowest conversion over every week and group of `rows` together
+    (`stage_totals`), and that conversion (the earliest on a tie); None when every cohort is
+    empty. A stage is read only over the cohorts old enough to have reached it."""
+    known = [(t.conversion, i) for i, t in enumerate(stage_totals(rows, stages)) if t.conversion is not None]
     if not known:
         return None
     rate, index = min(known)

@@ -8,6 +8,7 @@ day (past days for the backtest, a changed model).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -86,6 +87,36 @@ def scores_on(
         )
         for r in conn.execute(query)
     ]
+
+
+@dataclass(frozen=True)
+class DayBands:
+    """One scored day of a trend: the mean score and the count of each band."""
+
+    day: date
+    mean: float
+    bands: dict[str, int]
+
+
+def daily_trend(conn: Connection, last: date, days: int) -> list[DayBands]:
+    """The scored days from `days` before `last` (excluded) to `last`, oldest first: each day's
+    mean score over every account scored that day and the count of each band.
+
+    One grouped query (day × band), folded per day here: a day never scored is absent, not a day
+    of zeros, so a chart does not draw a cliff where the tick did not run."""
+    h = health_history
+    rows = conn.execute(
+        select(h.c.computed_on, h.c.band, func.count(), func.sum(h.c.score))
+        .where(h.c.computed_on > last - timedelta(days=days), h.c.computed_on <= last)
+        .group_by(h.c.computed_on, h.c.band)
+        .order_by(h.c.computed_on)
+    )
+    counts: dict[date, dict[str, int]] = defaultdict(dict)
+    sums: dict[date, float] = defaultdict(float)
+    for day, band, n, total in rows:
+        counts[day][band] = int(n)
+        sums[day] += float(total or 0)
+    return [DayBands(d, sums[d] / sum(c.values()), c) for d, c in sorted(counts.items())]
 
 
 def explain(score: Score, spec: HealthSpec | None) -> list[str]:

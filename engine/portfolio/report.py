@@ -15,7 +15,7 @@ import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,19 @@ class AtRisk:
     arr: float
     score: float
     band: str
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One active account of a CSM's book, with what `--csm` shows of an at-risk one: renewal,
+    ARR, and the latest score and band (None when the account was never scored)."""
+
+    account_id: int
+    name: str
+    renewal_date: str | None
+    arr: float
+    score: float | None
+    band: str | None
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,16 @@ class Portfolio:
     open_age_max_days: int | None = None
     open_age_median_days: float | None = None
     by_reason: tuple[Reason, ...] = field(default_factory=tuple)
+    csm_id: int = 0
+    book: tuple[Holding, ...] = ()
+    """Every active account of the CSM, lowest score first (never scored last): the console's
+    drill-down lists them."""
 
     def as_dict(self) -> dict[str, Any]:
         """One JSON object: the numbers, the sentence, the at-risk accounts and the reasons."""
         row = asdict(self)
+        # The console's additions stay out of the command's output, which docs/health.md describes.
+        del row["csm_id"], row["book"]
         row["csm"] = row.pop("email")
         return {"csm": row.pop("csm"), **row}
 
@@ -126,7 +145,7 @@ def portfolios(conn: Connection, now: datetime, csm_id: int | None = None) -> li
             .group_by(accounts.c.csm_id)
         )
     }
-    scored = _latest_health(conn)
+    scored, holdings = _latest_health(conn)
     team = _means(scored)
     reasons, ages = _tasks(conn, now)
     out = []
@@ -135,12 +154,19 @@ def portfolios(conn: Connection, now: datetime, csm_id: int | None = None) -> li
             continue
         mine = [s for s in scored if s.csm_id == person.id]
         count, arr = books.get(person.id, (0, 0.0))
-        out.append(_portfolio(person, count, arr, mine, team, now, reasons.get(person.id, {}), ages.get(person.id, [])))
+        found = _portfolio(person, count, arr, mine, team, now, reasons.get(person.id, {}), ages.get(person.id, []))
+        out.append(replace(found, csm_id=int(person.id), book=_book(holdings.get(person.id, []))))
     return out
 
 
-def _latest_health(conn: Connection) -> list[_Scored]:
-    """The latest score of every active, CSM-owned account."""
+def _book(rows: list[Holding]) -> tuple[Holding, ...]:
+    """A CSM's accounts lowest score first, as the health page lists them; unscored ones last."""
+    return tuple(sorted(rows, key=lambda h: (h.score is None, h.score or 0.0, h.account_id)))
+
+
+def _latest_health(conn: Connection) -> tuple[list[_Scored], dict[int, list[Holding]]]:
+    """The latest score of every active, CSM-owned account that has one; and every such account,
+    scored or not, per CSM (one query: the health rows are outer-joined)."""
     h = health_history
     latest = select(h.c.account_id, func.max(h.c.computed_on).label("day")).group_by(h.c.account_id).subquery("latest")
     query = (
@@ -156,27 +182,34 @@ def _latest_health(conn: Connection) -> list[_Scored]:
             cast(h.c.components, Text).label("components"),
         )
         .select_from(
-            accounts.join(latest, latest.c.account_id == accounts.c.id).join(
+            accounts.outerjoin(latest, latest.c.account_id == accounts.c.id).outerjoin(
                 h, and_(h.c.account_id == latest.c.account_id, h.c.computed_on == latest.c.day)
             )
         )
         .where(accounts.c.status == "active", accounts.c.csm_id.is_not(None))
         .order_by(accounts.c.id)
     )
-    return [
-        _Scored(
-            int(r.csm_id),
-            int(r.id),
-            str(r.name),
-            float(r.arr or 0),
-            r.renewal_date,
-            float(r.score),
-            str(r.band),
-            _points(r.components),
-        )
-        for r in conn.execute(query)
-        if r.score is not None
-    ]
+    scored: list[_Scored] = []
+    holdings: dict[int, list[Holding]] = defaultdict(list)
+    for r in conn.execute(query):
+        score = None if r.score is None else float(r.score)
+        renews = r.renewal_date.isoformat() if r.renewal_date is not None else None
+        band = None if r.band is None else str(r.band)
+        holdings[int(r.csm_id)].append(Holding(int(r.id), str(r.name), renews, float(r.arr or 0), score, band))
+        if score is not None:
+            scored.append(
+                _Scored(
+                    int(r.csm_id),
+                    int(r.id),
+                    str(r.name),
+                    float(r.arr or 0),
+                    r.renewal_date,
+                    score,
+                    str(r.band),
+                    _points(r.components),
+                )
+            )
+    return scored, holdings
 
 
 def _points(raw: str | None) -> dict[str, float]:

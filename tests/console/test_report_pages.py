@@ -10,9 +10,10 @@ from collections import Counter
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
+from engine.console.charts import Series, band_trend_chart
 from engine.funnel.load import load_funnel
 from engine.funnel.report import bottleneck_totals, funnel_report
-from engine.health.compute import explain, latest_day, scores_on
+from engine.health.compute import daily_trend, explain, latest_day, scores_on
 from engine.health.load import load_health
 from engine.store.models import accounts, health_history
 from tests.console.conftest import ConsoleEnv, sign_in
@@ -187,8 +188,74 @@ def test_the_portfolio_lists_every_csm_as_the_report_counts_them(console_env: Co
     _as_manager(client)
     page = client.get("/portfolio")
     assert page.status_code == 200
-    shown = re.findall(r"<tr><td>([^<]+)<br><span class=\"meta\">(.*?)</span></td><td>(\d+)</td>", page.text)
+    shown = re.findall(
+        r'<tr><td><a href="/portfolio\?csm=\d+">([^<]+)</a><br><span class="meta">(.*?)</span></td><td>(\d+)</td>',
+        page.text,
+    )
     assert [(html.unescape(e), html.unescape(n), int(a)) for e, n, a in shown] == [
         (p.email, p.name, p.accounts) for p in expected
     ]
     assert "<script>" not in page.text
+
+
+def _series(page_text: str) -> dict[str, list[tuple[str, int]]]:
+    """The band trend chart's series: band key → (day, count) per point, from the SVG's titles."""
+    chart = re.search(r'<svg class="band-trend".*?</svg>', page_text, re.S)
+    assert chart is not None, "no band trend chart on the page"
+    found: dict[str, list[tuple[str, int]]] = {}
+    for key, body in re.findall(r'<g class="series" data-key="([^"]*)">(.*?)</g>', chart.group(0), re.S):
+        points = re.findall(r'<circle class="band-point"[^>]*><title>[^<]*?([0-9-]{10}): (\d+)</title>', body)
+        found[html.unescape(key)] = [(d, int(n)) for d, n in points]
+    return found
+
+
+def test_the_band_trend_chart_draws_a_series_per_band_present_with_the_days_counts(
+    console_env: ConsoleEnv, client: TestClient
+) -> None:
+    with_health_file(console_env)
+    score_days(console_env, 4)
+    _as_manager(client)
+    page = client.get("/health?days=30")
+    assert page.status_code == 200
+    with console_env.engine.connect() as conn:
+        day = latest_day(conn, console_env.now[0])
+        assert day is not None
+        history = daily_trend(conn, day, 30)
+    present = {band for d in history for band, n in d.bands.items() if n}
+    series = _series(page.text)
+    assert set(series) == present and len(series) >= 2, "the demo store scores more than one band"
+    assert list(series) == [b for b in ("healthy", "at_risk", "unhealthy") if b in present]  # highest first
+    for band, points in series.items():
+        assert points == [(d.day.isoformat(), d.bands.get(band, 0)) for d in history]
+    # Named for screen readers, with the table of the same numbers right under it.
+    chart = re.search(r'<svg class="band-trend"[^>]*aria-labelledby="([^" ]+) ([^"]+)"', page.text)
+    assert chart is not None
+    assert f'<title id="{chart.group(1)}">' in page.text and f'<desc id="{chart.group(2)}">' in page.text
+    assert re.search(r"</svg></div>\s*<table class=\"list trend\">", page.text)
+    # The band's label as the page names it elsewhere (health.yaml's label), in the legend.
+    assert "At risk" in re.search(r'<svg class="band-trend".*?</svg>', page.text, re.S).group(0)  # type: ignore[union-attr]
+
+
+def test_a_hostile_band_name_in_the_history_stays_text_in_the_trend_chart(
+    console_env: ConsoleEnv, client: TestClient
+) -> None:
+    with_health_file(console_env)
+    score_days(console_env, 2)
+    hostile = "<script>x()</script>"
+    with console_env.engine.begin() as conn:
+        one = conn.execute(select(func.min(health_history.c.account_id))).scalar()
+        conn.execute(update(health_history).where(health_history.c.account_id == one).values(band=hostile))
+    _as_manager(client)
+    page = client.get("/health")
+    assert page.status_code == 200
+    assert "<script>" not in page.text
+    series = _series(page.text)
+    assert series[hostile] == [(d, 1) for d, _ in series[hostile]] and len(series[hostile]) == 2
+
+
+def test_the_band_trend_chart_of_one_day_and_of_no_band_is_still_a_chart() -> None:
+    chart = band_trend_chart(["2026-11-02"], [Series("a&b", "<b>A</b>", [3.0], "#188038")], "t<", "chart")
+    assert chart.count('<circle class="band-point"') == 1 and "<b>" not in chart and "t&lt;" in chart
+    empty = band_trend_chart([], [], "nothing", "empty")
+    assert empty.startswith('<svg class="band-trend"') and '<g class="series"' not in empty
+    assert "no scored day" in empty
