@@ -33,9 +33,11 @@ from engine.spec.policy import Policy
 from engine.store.models import ledger
 from engine.unsubscribe import record_recipients
 
-WINDOW_PER_THREAD = 4
+WINDOW_PER_THREAD = 8
 """A window is this many emails per sending thread: large enough that its statements and commits
-are few per email, small enough that a crash strands little (at most two windows)."""
+are few per email, small enough that a crash strands little (at most two windows). 8 rather than
+4: with dispatcher processes of 4 threads each, windows of 16 spent ~5 % more per email on
+statements (`touchflow bench dispatch --dispatchers 2`, docs/benchmarks.md)."""
 
 Outgoing = tuple[Row[Any], dict[str, Any], OutgoingEmail]
 """A rendered email ready for the channel: its ledger row, the row's audit fields, the email."""
