@@ -11,16 +11,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select, text
 
 from engine.cli.common import Format, choice, err, open_store, out, project_or_exit, shown_url, unknown
+from engine.cli.layout import print_rows, print_wrapped
 from engine.cli.setup import prefect_checks
 from engine.config import load_settings
 from engine.guard.checks import HELD, last_data
 from engine.guard.checks import resume as release_hold
 from engine.guard.decide import age_text
 from engine.guard.sources import TABLES, limits_for, shown, source_of_setting, sources_read
+from engine.output import Layout
 from engine.spec.base import format_duration
 from engine.store.models import data_sources, ledger, playbook_holds
 
@@ -105,31 +107,46 @@ def status(
     _print(report)
 
 
+SOURCES = Layout(
+    columns=("source", "newest data", "age", "limit", "state", "read by"),
+    heading=("source", "state"),
+    detail="read by",
+    labels={"newest data": "newest", "read by": "read by"},
+)
+
+
 def _print(report: dict[str, Any]) -> None:
-    out.print(f"store:   {report['store']} (revision {report['revision']})", markup=False)
-    out.print(f"channel: {report['channel']}", markup=False)
-    table = Table(title=f"Sources at {report['now']} UTC")
-    for col in ("source", "newest data", "age", "limit", "", "read by"):
-        table.add_column(col)
-    for r in report["sources"]:
-        flag = "STALE" if r["stale"] else ""
-        table.add_row(
-            r["source"], r["last_data_at"] or "never", r["age"] or "-", r["limit"] or "-", flag, ", ".join(r["read_by"])
-        )
-    out.print(table)
+    say = _line
+    say(f"store:   {report['store']} (revision {report['revision']})")
+    say(f"channel: {report['channel']}")
+    rows = [
+        {
+            "source": r["source"],
+            "newest data": r["last_data_at"] or "never",
+            "age": r["age"] or "-",
+            "limit": r["limit"] or "-",
+            "state": "STALE" if r["stale"] else "",
+            "read by": ", ".join(r["read_by"]),
+        }
+        for r in report["sources"]
+    ]
+    # A table when it fits, else a block per source: playbook ids wrap, never end in `…`.
+    print_rows(out, SOURCES, rows, title=f"Sources at {report['now']} UTC")
     if report["held"]:
         for h in report["held"]:
             state = f"resumed by {h['resumed_by']}" if h["status"] != HELD else "held"
-            out.print(f"{state}: {h['playbook']} since {h['since']} ({h['why']})", markup=False, soft_wrap=True)
+            say(f"{state}: {h['playbook']} since {h['since']} ({h['why']})")
     else:
-        out.print("held playbooks: none", markup=False)
+        say("held playbooks: none")
     m = report["messages"]
-    out.print(
-        f"messages: {m['planned']} planned, {m['claimed']} claimed, {m['sending']} sending, {m['unknown']} unknown",
-        markup=False,
-    )
+    say(f"messages: {m['planned']} planned, {m['claimed']} claimed, {m['sending']} sending, {m['unknown']} unknown")
     for check in report["prefect"]:  # what `touchflow setup prefect` creates, and the Secret block
-        out.print(f"prefect: {check['item']}: {'ok' if check['ok'] else 'MISSING'} ({check['detail']})", markup=False)
+        say(f"prefect: {check['item']}: {'ok' if check['ok'] else 'MISSING'} ({check['detail']})")
+
+
+def _line(text: str) -> None:
+    """One line of the report, wrapped to the terminal between words (no trailing spaces)."""
+    print_wrapped(out, Text(text))
 
 
 def resume(

@@ -172,3 +172,16 @@ def test_approvals_list_fits_80_columns(db: Engine, db_url: str, tmp_path: Path)
     assert {r["approved_by"] for r in rows if r["playbook"] == "hello"} == {APPROVER}
     # The address is shown whole, folded over lines if it must be.
     assert APPROVER in "".join(line.strip() for line in lines)
+
+
+def test_status_fits_80_columns_and_names_every_playbook_whole(db: Engine, db_url: str) -> None:
+    """The project's own playbooks: one source is read by all sixteen, some with long ids. At 80
+    columns each source is a block and every id is whole (a table cut them to `onboarding-go-l…`)."""
+    from tests.conftest import REPO
+
+    lines = _fits(_touchflow(REPO, db_url, "status"))
+    text = " ".join(" ".join(lines).split())
+    assert "…" not in text
+    for playbook in ("onboarding-go-live", "support-volume-by-tier", "survey-low-health"):
+        assert playbook in text
+    assert any(line.startswith("login") for line in lines)
