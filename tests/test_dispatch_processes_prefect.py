@@ -1,0 +1,167 @@
+"""Prefect's global send rate shared by dispatcher processes: the production path.
+
+`touchflow run --dispatchers N` on a Prefect worker spawns N dispatcher processes
+(`engine/tick/dispatchers.py`), each building its limiter from `touchflow.yaml` through
+`make_limiter`: with `rate_limiter: prefect`, Prefect's global concurrency limit `touchflow-send`
+(slot decay), falling back to the store's schedule with a warning when the limit cannot be read.
+
+Here a real Prefect API runs under `prefect_test_harness`. The harness sets `PREFECT_API_URL`
+only in this interpreter's settings, so it is copied into `os.environ` for the spawned processes
+(a process without it cannot reach the harness, finds no limit and falls back: this test then
+fails on the store's schedule). The limit is made as `touchflow setup prefect` makes it (50 slots
+decaying 50/s). Two dispatcher processes send 256 emails through the fake SendGrid (its own
+process, answering after 50 ms) on PostgreSQL, once for the module; the tests read that run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from benchmarks.dispatch import NOW
+from engine.cli.setup import apply
+from engine.policy.ratelimit import DEFAULT_NAME
+from engine.project import load_project
+from engine.store.db import connect
+from engine.store.models import ledger, rate_limits
+from engine.tick.dispatchers import dispatch_in_processes
+from tests.conftest import _pg_or_skip, migrated_pg_schema
+from tests.dispatch_scenario import CAPPED_SENDGRID
+from tests.fakes.provider_process import Arrival, provider_process
+from tests.policy.test_ratelimit_pacing import (
+    MESSAGES,
+    busiest_second,
+    mean_rate,
+    plan,
+    prefect_api,  # noqa: F401  (the pacing tests' fixture: a real Prefect API under the harness)
+    statuses,
+)
+
+pytestmark = pytest.mark.prefect
+
+DISPATCHERS = 2
+BATCH = 64
+"""Rows per claim: each process claims several times, as in a tick with a backlog."""
+PREFECT_SENDGRID = CAPPED_SENDGRID.replace("rate_limiter: database", "rate_limiter: prefect")
+"""The scenario's SendGrid project (8 sending threads, one attempt, 50/s), its rate kept by Prefect."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the module's one dispatch left: the provider's view, the store's, Prefect's."""
+
+    arrivals: list[Arrival]
+    sent_by: list[int]
+    statuses: dict[str, int]
+    channels: dict[str, int]
+    schedules: list[str]
+    """Rows of the store's `rate_limits` schedule (a `DatabaseRateLimiter` writes one at once)."""
+    limit_before: Any
+    limit_after: Any
+
+    @property
+    def moments(self) -> list[float]:
+        """When each request reached the provider (unix seconds)."""
+        return [arrival.at for arrival in self.arrivals]
+
+
+def read_limit(name: str) -> Any:
+    """The global concurrency limit `name` as the Prefect API reports it now."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name)
+
+
+@pytest.fixture(scope="module")
+def pg_base() -> str:
+    """The test server's URL, or a skip before the Prefect harness takes its ~20 s to start."""
+    return _pg_or_skip()
+
+
+@pytest.fixture(scope="module")
+def run(pg_base: str, prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:  # noqa: F811
+    """Plan MESSAGES emails in a fresh PostgreSQL schema, create `touchflow-send` on the harness's
+    API, and dispatch them in DISPATCHERS processes that see the API through the environment."""
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()
+    assert api_url, "prefect_test_harness set no API URL"
+    with migrated_pg_schema(pg_base, "tp") as db_url, pytest.MonkeyPatch.context() as env:
+        env.setenv("PREFECT_API_URL", api_url)  # inherited by the spawned processes; restored after
+        db = connect(db_url)
+        try:
+            proj = plan(db, db_url, tmp_path_factory.mktemp("prefect-processes"), MESSAGES, "sendgrid")
+            (proj.settings.project_dir / "touchflow.yaml").write_text(PREFECT_SENDGRID, encoding="utf-8")
+            proj = load_project(proj.settings)
+            assert proj.delivery.policy.rate_limiter == "prefect" and proj.delivery.policy.rate_limit == 50
+            # As `touchflow setup prefect` makes it; the name is fixed (touchflow.yaml names none).
+            assert any(line.startswith(f"limit '{DEFAULT_NAME}': created") for line in apply(proj))
+            before = read_limit(DEFAULT_NAME)
+            with provider_process(latency=0.05) as fake:
+                env.setenv("SENDGRID_API_KEY", "SG.prefect-processes")
+                env.setenv("TOUCHFLOW_SENDGRID_HOST", fake.url)  # read by each spawned process
+                reports = dispatch_in_processes(
+                    proj.settings, NOW, "prefect", ["paced"], DISPATCHERS, batch=BATCH, archive=False
+                )
+                arrivals = fake.arrivals()
+            after = read_limit(DEFAULT_NAME)
+            with db.connect() as conn:
+                channels = conn.execute(select(ledger.c.channel, func.count()).group_by(ledger.c.channel)).all()
+                schedules = conn.execute(select(rate_limits.c.name)).scalars().all()
+            yield Run(
+                arrivals=arrivals,
+                sent_by=[sum(r.counts["emails"].values()) for r in reports],
+                statuses=statuses(db),
+                channels={channel: int(n) for channel, n in channels},
+                schedules=list(schedules),
+                limit_before=before,
+                limit_after=after,
+            )
+        finally:
+            db.dispose()
+
+
+def test_every_message_once_from_both_processes(run: Run) -> None:
+    """256 emails, each at the provider exactly once, both processes sending; the ledger has every
+    row `sent` on the sendgrid channel (nothing left claimed or sending)."""
+    keys = [key for arrival in run.arrivals for key in arrival.send_keys]
+    assert len(keys) == len(set(keys)) == MESSAGES
+    assert sum(run.sent_by) == MESSAGES and all(run.sent_by), run.sent_by
+    assert run.statuses == {"sent": MESSAGES}, run.statuses
+    assert run.channels == {"sendgrid": MESSAGES}, run.channels
+
+
+def test_the_prefect_limit_kept_the_rate(run: Run) -> None:
+    """The processes used Prefect's limit, not the store's schedule: no `rate_limits` row was
+    written (the fallback writes one at its first reservation) and the server changed the limit
+    (granting slots updates it)."""
+    assert run.schedules == [], f"the store's schedule was used: {run.schedules}"
+    assert run.limit_after.updated > run.limit_before.updated, (run.limit_before, run.limit_after)
+
+
+def test_the_busiest_second_holds_the_rate(run: Run) -> None:
+    """At most 52 messages reach the provider in any one second (50/s and one gap of slack)."""
+    busiest = busiest_second(run.moments)
+    print(f"\nPrefect × {DISPATCHERS} processes: busiest second {busiest}, sent per process {run.sent_by}")
+    assert busiest <= 52, busiest
+
+
+@pytest.mark.xfail(
+    reason="engine: a process takes a whole grant of 50 slots, and slots it cannot use in time are lost to"
+    " everyone (grants come every ~1.03 s, but 256 emails took 6-7 grants): its windows pause mid-grant"
+    " at a new claim, and the last grant serves a few rows; 30-44/s measured, the busiest second 48-49",
+    strict=False,
+)
+def test_the_mean_rate_reaches_the_limit(run: Run) -> None:
+    """At least 45/s on average at the provider, from the first request to the last."""
+    moments = sorted(run.moments)
+    pauses = [(round(a - moments[0], 2), round(b - a, 3)) for a, b in itertools.pairwise(moments) if b - a > 0.06]
+    mean = mean_rate(moments)
+    print(f"\nPrefect × {DISPATCHERS} processes: {mean:.1f}/s; pauses over 60 ms (at, length): {pauses}")
+    assert mean >= 45, (mean, pauses)
