@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -86,6 +87,8 @@ class DispatchBench:
     build_s: float
     dispatchers: int = 1
     database: str = "sqlite"
+    floor_processes_s: float | None = None
+    """With dispatcher processes: the bare client in as many processes (sending time only)."""
 
     @property
     def msgs_per_s(self) -> float:
@@ -114,6 +117,18 @@ class DispatchBench:
             "sent": self.sent,
             "server_requests": self.server_requests,
             "build_s": round(self.build_s, 1),
+            **self._against_processes(),
+        }
+
+    def _against_processes(self) -> dict[str, Any]:
+        """With N dispatchers, also the bare client in N processes: the floor above is one
+        interpreter, which the engine's N processes can outrun on several cores."""
+        if self.floor_processes_s is None:
+            return {}
+        floor = self.messages / self.floor_processes_s if self.floor_processes_s else float("inf")
+        return {
+            "floor_processes_msgs_per_s": round(floor, 1),
+            "ratio_to_floor_processes": round(self.msgs_per_s / floor if floor else 0.0, 3),
         }
 
 
@@ -274,6 +289,44 @@ def time_floor(url: str, bodies: list[dict[str, Any]], concurrency: int) -> floa
     return elapsed
 
 
+def time_floor_processes(url: str, bodies: list[dict[str, Any]], concurrency: int, processes: int) -> float:
+    """Seconds for the bare client in `processes` spawned processes (`concurrency / processes`
+    threads each, a share of the bodies each) to post every body, from the moment all are ready:
+    starting them and handing them the bodies is not counted (the floor's best case)."""
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(processes + 1), context.Queue()
+    children = [
+        context.Process(target=_floor_child, args=(url, bodies[i::processes], concurrency // processes, ready, results))
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        ready.wait(timeout=120)
+        spans = [results.get(timeout=600) for _ in children]
+    finally:
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.terminate()
+    if any(isinstance(span, str) for span in spans):
+        raise RuntimeError(f"a floor process failed: {next(s for s in spans if isinstance(s, str))}")
+    return float(max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def _floor_child(url: str, bodies: list[dict[str, Any]], threads: int, ready: Any, results: Any) -> None:
+    """One floor process: once every process is ready, post its bodies; (start, end) by the wall
+    clock (shared between processes), or its error."""
+    try:
+        time_floor(url, [WARM_UP_BODY] * min(20, len(bodies)), threads)  # its own imports and connections
+        ready.wait(timeout=120)
+        started = time.time()
+        time_floor(url, bodies, threads)
+        results.put((started, time.time()))
+    except Exception as exc:  # said to the parent, which fails the benchmark with it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
 def time_engine(engine: Engine, project: Project, channel: SendGridChannel, concurrency: int) -> float:
     """Seconds for claim + deliver_batch (batches of 500) in this process to send every planned message."""
     settings = DispatchSettings(attempts=1, concurrency=concurrency)
@@ -341,6 +394,9 @@ def run(
             if len(bodies) != messages:
                 raise RuntimeError(f"the engine sent {len(bodies)} messages, expected {messages}")
             floor_s = time_floor(server, bodies, concurrency)
+            floor_processes_s = None
+            if dispatchers > 1:  # the floor as many interpreters as the engine had, for comparison
+                floor_processes_s = time_floor_processes(server, bodies, concurrency, dispatchers)
             with engine.connect() as conn:
                 sent = conn.execute(select(func.count()).where(ledger.c.status == "sent")).scalar_one()
         return DispatchBench(
@@ -353,6 +409,7 @@ def run(
             build_s,
             dispatchers,
             engine.dialect.name,
+            floor_processes_s,
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

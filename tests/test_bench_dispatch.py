@@ -27,9 +27,19 @@ def test_bench_dispatch_in_two_processes_on_postgresql() -> None:
     assert (figures["dispatchers"], figures["database"], figures["concurrency"]) == (2, "postgresql", 4)
     # Every message sent once: the ledger says sent, the server answered exactly that many.
     assert (figures["sent"], figures["server_requests"]) == (60, 60)
-    assert figures["ratio"] == pytest.approx(
-        figures["msgs_per_s"] / figures["floor_msgs_per_s"], abs=0.001
-    )  # 3 decimals
+    ratio = figures["msgs_per_s"] / figures["floor_msgs_per_s"]
+    assert figures["ratio"] == pytest.approx(ratio, abs=0.001)  # printed with 3 decimals
+    # Beside the floor of one interpreter, the bare client in as many processes as the engine had.
+    against = figures["msgs_per_s"] / figures["floor_processes_msgs_per_s"]
+    assert figures["ratio_to_floor_processes"] == pytest.approx(against, abs=0.001)
+
+
+def test_one_process_has_no_second_floor() -> None:
+    result = CliRunner().invoke(app, ["bench", "dispatch", "--messages", "20", "--concurrency", "2"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert (figures["dispatchers"], figures["database"], figures["sent"]) == (1, "sqlite", 20)
+    assert "floor_processes_msgs_per_s" not in figures
 
 
 def test_the_scratch_schema_is_dropped_afterwards() -> None:

@@ -124,7 +124,8 @@ def dispatcher_env(db_url: str, proj: Project, fake: FakeSendGrid, now: datetime
         "CRASH_SENDGRID_KEY": API_KEY,
         "CRASH_NOW": now.isoformat(),
         "CRASH_RUN_ID": run_id,
-        "CRASH_BATCH": "50",
+        # Three windows a claim (4 threads): a kill finds rows still `claimed`, not only `sending`.
+        "CRASH_BATCH": str(3 * WINDOW_PER_THREAD * 4),
         "CRASH_CONCURRENCY": "4",
         "CRASH_ATTEMPTS": "2",
         "CRASH_TIMEOUT_S": str(TIMEOUT_S),
@@ -278,9 +279,7 @@ def test_a_crash_strands_only_the_messages_in_flight(db: Engine, db_url: str, tm
     evaluate_and_advance(db, proj, "crash", NOW, "plan", "sendgrid")
     with FakeSendGrid(api_keys=[API_KEY]) as fake:
         fake.set_fault_hook(lambda _n, _request: ("slow", 0.2))  # every answer takes 0.2 s, inside the timeout
-        # A claim of three windows: more than the two that can be marked `sending` at once.
-        env = {**dispatcher_env(db_url, proj, fake, NOW, "killed"), "CRASH_BATCH": str(3 * window)}
-        proc = start_dispatcher(env, tmp_path / "killed.err")
+        proc = start_dispatcher(dispatcher_env(db_url, proj, fake, NOW, "killed"), tmp_path / "killed.err")
         assert fake.wait_for(lambda: len(fake.requests) >= 1, timeout=30)
         proc.send_signal(signal.SIGKILL)  # one batch claimed, its first 4 requests in flight
         proc.wait()

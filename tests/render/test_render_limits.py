@@ -4,6 +4,7 @@ message, fast, with the reason; a normal template renders exactly as plain Jinja
 from __future__ import annotations
 
 import html
+import re
 import signal
 import threading
 import time
@@ -15,10 +16,13 @@ from typing import Any
 
 import css_inline
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.render import EmailRenderer, RenderError, inline_template_error, render_inline
+from engine.render.email import style_characters
 from engine.render.limits import RenderLimits
 from engine.render.templates import template_problems
 
@@ -295,3 +299,27 @@ def test_validation_flags_literal_loops_over_the_limits(tmp_path: Path) -> None:
     assert "iterations" in (inline_template_error("{% for i in range(100000) %}{% for j in range(100) %}"
                                                    "{% endfor %}{% endfor %}") or "")  # fmt: skip
     assert inline_template_error("{% for i in range(3) %}{{ i * 2 }}{% endfor %}") is None
+
+
+_STYLE_REFERENCE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.I | re.S)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["<style>", "<STYLE media=x>", "<style", "</style>", "</STYLE >", "</style", ">", "<", "p{}", "x", " "]
+        ),
+        max_size=40,
+    ).map("".join)
+)
+def test_style_characters_counts_what_the_expression_finds(markup: str) -> None:
+    assert style_characters(markup) == sum(len(css) for css in _STYLE_REFERENCE.findall(markup))
+
+
+@pytest.mark.parametrize("piece", ["<style>", "<style", "<style>x</styl", "<style a='>'"])
+def test_style_characters_stays_linear_on_openings_never_closed(piece: str) -> None:
+    markup = piece * (400_000 // len(piece))  # the old expression: quadratic, tens of seconds here
+    started = time.perf_counter()
+    style_characters(markup)
+    assert time.perf_counter() - started < 2.0

@@ -28,6 +28,7 @@ down_revision = "0013"
 branch_labels = None
 depends_on = None
 
+_CHUNK = 500
 _STRUCTURE = {"mime-version", "content-type", "content-transfer-encoding"}
 """MIME's own headers: the archive keeps the headers Touchflow wrote, the parts apart."""
 
@@ -35,10 +36,12 @@ _STRUCTURE = {"mime-version", "content-type", "content-transfer-encoding"}
 def upgrade() -> None:
     bind = op.get_bind()
     columns = {c["name"] for c in sa.inspect(bind).get_columns("message_archive")}
-    if "mime" not in columns or "content" in columns:
+    if "mime" not in columns:
         return
-    with op.batch_alter_table("message_archive", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("content", sa.LargeBinary(), nullable=True))
+    # Resumable: a run that stopped part-way (SQLite keeps the added column) converts what is left.
+    if "content" not in columns:
+        with op.batch_alter_table("message_archive", schema=None) as batch_op:
+            batch_op.add_column(sa.Column("content", sa.LargeBinary(), nullable=True))
     table = sa.table(
         "message_archive",
         sa.column("send_key", sa.String),
@@ -46,12 +49,15 @@ def upgrade() -> None:
         sa.column("content", sa.LargeBinary),
         sa.column("size", sa.Integer),
     )
-    rows = bind.execute(sa.select(table.c.send_key, table.c.mime)).all()
-    for send_key, mime in rows:
-        body = json.dumps(parts_of(zlib.decompress(mime)), ensure_ascii=False).encode()
-        bind.execute(
-            table.update().where(table.c.send_key == send_key).values(content=zlib.compress(body, 6), size=len(body))
-        )
+    pending = sa.select(table.c.send_key, table.c.mime).where(table.c.content.is_(None)).limit(_CHUNK)
+    while rows := bind.execute(pending).all():  # a chunk at a time: a 90-day archive is large
+        for send_key, mime in rows:
+            body = json.dumps(readable(mime), ensure_ascii=False).encode()
+            bind.execute(
+                table.update()
+                .where(table.c.send_key == send_key)
+                .values(content=zlib.compress(body, 6), size=len(body))
+            )
     with op.batch_alter_table("message_archive", schema=None) as batch_op:
         batch_op.alter_column("content", existing_type=sa.LargeBinary(), nullable=False)
         batch_op.drop_column("mime")
@@ -74,3 +80,17 @@ def parts_of(raw: bytes) -> dict[str, Any]:
         "text": text.get_content() if text is not None else "",
         "html": html.get_content() if html is not None else "",
     }
+
+
+def readable(stored: bytes) -> dict[str, Any]:
+    """The archive's parts of one stored message; one that cannot be read keeps what it had, as
+    text with a header saying why, rather than stopping the migration (or vanishing)."""
+    try:
+        return parts_of(zlib.decompress(stored))
+    except zlib.error as exc:
+        kept = stored.hex()
+        why = f"the archived message could not be decompressed ({exc}); its stored bytes, in hex, are the text"
+    except Exception as exc:  # a MIME message the parser refuses
+        kept = zlib.decompress(stored).decode("utf-8", "replace")
+        why = f"the archived MIME could not be read ({type(exc).__name__}: {exc}); it is the text as stored"
+    return {"headers": [("X-Touchflow-Archive", why)], "text": kept, "html": ""}
