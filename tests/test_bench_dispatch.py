@@ -68,8 +68,9 @@ def test_what_cannot_run_is_refused_before_anything_starts(args: list[str], says
     assert says in " ".join(result.output.split())
 
 
-def test_an_unreachable_database_is_one_line_not_a_traceback() -> None:
-    result = CliRunner().invoke(app, ["bench", "dispatch", "--db", "postgresql://u@127.0.0.1:1/x"])
+@pytest.mark.parametrize("command", ["dispatch", "evaluate", "health", "import", "ingest"])
+def test_an_unreachable_database_is_one_line_not_a_traceback(command: str) -> None:
+    result = CliRunner().invoke(app, ["bench", command, "--db", "postgresql://u@127.0.0.1:1/x"])
     assert result.exit_code == 1
     assert "cannot reach the database" in result.output and "Traceback" not in result.output
 

@@ -37,6 +37,8 @@ def bench_evaluate(
     from demo.data import generate
 
     settings = load_settings()
+    if db is not None:  # an unreachable server is a clear error, not a traceback
+        check_reachable(db)
     url = db or f"sqlite:///{settings.project_dir / 'bench' / f'store-{accounts}.db'}"
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,8 @@ def bench_health(
     if spec is None:
         err.print("error: no health model: the benchmark scores the project's health.yaml", markup=False)
         raise typer.Exit(1)
+    if db is not None:  # an unreachable server is a clear error, not a traceback
+        check_reachable(db)
     url = db or f"sqlite:///{settings.project_dir / 'bench' / f'store-{accounts}.db'}"
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +140,8 @@ def bench_import(
     """Import N generated events with `touchflow import` against the bare bulk load of the same rows."""
     from benchmarks.import_events import run as run_import
 
+    if db is not None:
+        check_reachable(db)
     result = run_import(events, db)
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
@@ -158,6 +164,8 @@ def bench_ingest(
     inserted directly (bulk_insert); print JSON."""
     from benchmarks.ingest import run as run_ingest
 
+    if db is not None:
+        check_reachable(db)
     url = db
     if url is None:
         path = load_settings().project_dir / "bench" / "ingest.db"

@@ -20,14 +20,6 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _BREAK = "\x00"  # a line break from a tag, kept apart from the text's own whitespace
 
 
-_KNOWN_TAGS: dict[str, str] = {}
-"""What a tag other than `<a>` becomes, by its text: a template's tags repeat in every message it
-renders, so most are looked up instead of taken apart. Bounded: tags longer than `_KNOWN_LENGTH`
-are not kept (a customer's value in an attribute), and the table starts over when full."""
-_KNOWN_LENGTH = 200
-_KNOWN_MAX = 4096
-
-
 def html_to_text(markup: str) -> str:
     """Readable text of an HTML email: paragraphs kept, links as 'text (url)'.
 
@@ -37,19 +29,23 @@ def html_to_text(markup: str) -> str:
     href: list[str | None] = [None]
 
     def tag(match: re.Match[str]) -> str:
-        whole = match[0]
-        out = _KNOWN_TAGS.get(whole)
-        if out is not None:
-            return out
         closing, name, attrs = match.groups()
         name = name.lower()
-        if name == "a":
-            return _link(closing, attrs, href)
-        out = _tag_text(closing, name, attrs)
-        if len(whole) <= _KNOWN_LENGTH:
-            if len(_KNOWN_TAGS) >= _KNOWN_MAX:
-                _KNOWN_TAGS.clear()
-            _KNOWN_TAGS[whole] = out
+        out = ""
+        if not closing:
+            if name in _BLOCKS:
+                out = _BREAK + "- " if name == "li" else _BREAK
+            if name == "a":
+                found = _HREF.search(attrs)
+                href[0] = next(g for g in found.groups() if g is not None) if found else None
+            if not attrs.endswith("/"):
+                return out
+        # an end tag, or the end half of <br/>
+        if name in _BLOCKS and name != "li":
+            out += _BREAK
+        if name == "a" and href[0]:
+            out += f" ({href[0]})"
+            href[0] = None
         return out
 
     text = _COMMENTS.sub("", _HIDDEN.sub("", markup.replace(_BREAK, "")))
@@ -59,32 +55,3 @@ def html_to_text(markup: str) -> str:
     text = " ".join(html.unescape(_TAG.sub(tag, text)).split()).replace(_BREAK, "\n")
     lines = [line.strip() for line in text.splitlines()]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def _tag_text(closing: str, name: str, attrs: str) -> str:
-    """What a tag other than `<a>` becomes: line breaks around blocks, a dash before a list item."""
-    out = ""
-    if not closing:
-        if name in _BLOCKS:
-            out = _BREAK + "- " if name == "li" else _BREAK
-        if not attrs.endswith("/"):
-            return out
-    # an end tag, or the end half of <br/>
-    if name in _BLOCKS and name != "li":
-        out += _BREAK
-    return out
-
-
-def _link(closing: str, attrs: str, href: list[str | None]) -> str:
-    """An `<a>` opens a link (its href remembered) or closes one (the href written after its text)."""
-    if not closing:
-        found = _HREF.search(attrs)
-        href[0] = next(g for g in found.groups() if g is not None) if found else None
-        if not attrs.endswith("/"):
-            return ""
-    # an end tag, or the end half of <a/>
-    if href[0]:
-        out = f" ({href[0]})"
-        href[0] = None
-        return out
-    return ""

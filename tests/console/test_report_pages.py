@@ -6,7 +6,9 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from datetime import date
 
+from httpx import Response
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
@@ -51,9 +53,9 @@ def test_a_broken_health_file_is_named_on_the_page(console_env: ConsoleEnv, clie
         assert "health.yaml cannot be read" in page.text and "Traceback" not in page.text
 
 
-def test_the_distribution_counts_every_band_and_the_trend_has_a_point_per_scored_day(
-    console_env: ConsoleEnv, client: TestClient
-) -> None:
+def _four_scored_days(console_env: ConsoleEnv, client: TestClient) -> tuple[Response, date]:
+    """Four days scored by the project's health model, and the health page of the last 30 days
+    as a manager sees it, with the latest scored day."""
     with_health_file(console_env)
     score_days(console_env, 4)
     _as_manager(client)
@@ -61,7 +63,15 @@ def test_the_distribution_counts_every_band_and_the_trend_has_a_point_per_scored
     assert page.status_code == 200
     with console_env.engine.connect() as conn:
         day = latest_day(conn, console_env.now[0])
-        assert day is not None
+    assert day is not None
+    return page, day
+
+
+def test_the_distribution_counts_every_band_and_the_trend_has_a_point_per_scored_day(
+    console_env: ConsoleEnv, client: TestClient
+) -> None:
+    page, day = _four_scored_days(console_env, client)
+    with console_env.engine.connect() as conn:
         expected = Counter(s.band for s in scores_on(conn, day))
         means = dict(
             conn.execute(
@@ -212,14 +222,8 @@ def _series(page_text: str) -> dict[str, list[tuple[str, int]]]:
 def test_the_band_trend_chart_draws_a_series_per_band_present_with_the_days_counts(
     console_env: ConsoleEnv, client: TestClient
 ) -> None:
-    with_health_file(console_env)
-    score_days(console_env, 4)
-    _as_manager(client)
-    page = client.get("/health?days=30")
-    assert page.status_code == 200
+    page, day = _four_scored_days(console_env, client)
     with console_env.engine.connect() as conn:
-        day = latest_day(conn, console_env.now[0])
-        assert day is not None
         history = daily_trend(conn, day, 30)
     present = {band for d in history for band, n in d.bands.items() if n}
     series = _series(page.text)
