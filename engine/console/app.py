@@ -113,6 +113,13 @@ def _guarded(console: Console, page: Page) -> Callable[[Request], object]:
                     session=session,
                     status=403,
                 )
+        # A NUL can be in no stored text (PostgreSQL refuses it in a query: a 500 on any page that
+        # looks a value up), so a parameter carrying one is refused here, once for every page.
+        carrying = sorted({k for k, v in [*request.query_params.multi_items(), *form.items()] if "\x00" in k + v})
+        if carrying:
+            message = f"The request's {', '.join(repr(k) for k in carrying)} contains a NUL character."
+            values = {"status": 400, "message": message}
+            return render(console, request, "error.html", values, session=session, status=400)
         ctx = PageContext(console=console, request=request, session=session, form=form)
         return await run_in_threadpool(page.handler, ctx)
 

@@ -25,6 +25,7 @@ from engine.archive import archived_keys
 from engine.audit import Decision
 from engine.audit_report import AuditFilter, Cursor, audit_page, find_contacts, parse_moment, stream_csv
 from engine.console.pages import SECURITY_HEADERS, PageContext
+from engine.console.params import BIGINT_MAX, whole_number
 from engine.console.permissions import Page
 
 FILTERS = ("playbook", "contact", "account", "reason", "decision", "since", "until")
@@ -33,9 +34,6 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 TRAIL = 20
 """How many earlier cursors the previous link remembers (a link stays short however deep the walk)."""
-BIGINT_MAX = 2**63 - 1
-"""The largest id a store holds: a bigger number in a link is refused before it reaches SQL (on
-PostgreSQL it would fail the statement)."""
 NEWEST = "~"
 """In the trail: a page fetched after nothing (the newest). No cursor is only `~`."""
 
@@ -70,9 +68,8 @@ def read_filter(conn: Connection, params: QueryParams, ctx: PageContext) -> Audi
             errors.append(f"contact: {exc.args[0]}")
     account = None
     if "account" in values:
-        if values["account"].isdigit() and int(values["account"]) <= BIGINT_MAX:
-            account = int(values["account"])
-        else:
+        account = whole_number(values["account"], 0)
+        if account is None:
             errors.append(f"account: '{values['account']}' is not an account id (a whole number)")
     decision = values.get("decision")
     if decision is not None and decision not in {d.value for d in Decision}:
@@ -92,14 +89,14 @@ def read_filter(conn: Connection, params: QueryParams, ctx: PageContext) -> Audi
 def contacts_named(conn: Connection, value: str) -> tuple[int, ...]:
     """`find_contacts`, refusing a number no store could hold with the same LookupError."""
     text = value.strip()
-    if text.isdigit() and int(text) > BIGINT_MAX:
+    if text.isascii() and text.isdigit() and whole_number(text, 0) is None:
         raise LookupError(f"no contact '{value}' (looked up by id, email or external id)")
     return find_contacts(conn, text)
 
 
 def _size(params: QueryParams) -> int:
-    raw = params.get("size", "")
-    return min(MAX_PAGE_SIZE, max(1, int(raw))) if raw.isdigit() else PAGE_SIZE
+    size = whole_number(params.get("size"), 0)
+    return min(MAX_PAGE_SIZE, max(1, size)) if size is not None else PAGE_SIZE
 
 
 def _link(values: dict[str, str], size: int, after: str | None, back: list[str]) -> str:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from engine.console.charts import Bar, bar_chart
 from engine.console.pages import PageContext
+from engine.console.params import whole_number
 from engine.console.permissions import Page
 from engine.funnel.load import HEALTH_FILE, load_funnel
 from engine.funnel.report import By, StageCount, StageTotal, bottleneck_totals, funnel_report, stage_totals
@@ -27,11 +28,12 @@ def funnel(ctx: PageContext) -> Response:
     params = ctx.request.query_params
     values: dict[str, Any] = {"title": "Funnel", "message": None, "error": None, "weeks": WEEKS, "by": ""}
     raw_weeks, raw_by = params.get("weeks", "").strip(), params.get("by", "").strip()
-    if raw_weeks and not (raw_weeks.isdigit() and 1 <= int(raw_weeks) <= MAX_WEEKS):
+    asked = whole_number(raw_weeks, 1, MAX_WEEKS)
+    if raw_weeks and asked is None:
         return ctx.render("funnel.html", {**values, "error": f"weeks={raw_weeks!r}: give 1–{MAX_WEEKS}"}, status=400)
     if raw_by and raw_by not in SPLITS:
         return ctx.render("funnel.html", {**values, "error": f"by={raw_by!r}: give tier or segment"}, status=400)
-    weeks = int(raw_weeks) if raw_weeks else WEEKS
+    weeks = asked or WEEKS
     by = SPLITS.get(raw_by)
     values.update(weeks=weeks, by=raw_by)
     view = ctx.console.project()

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from engine.console.charts import UNKNOWN, Bar, Series, band_colours, band_trend_chart, bar_chart, line_chart
 from engine.console.pages import PageContext
+from engine.console.params import BIGINT_MAX, whole_number
 from engine.console.permissions import Page
 from engine.health.compute import Score, daily_trend, explain, latest_day, scores_on
 from engine.health.load import HEALTH_FILE, load_health
@@ -47,7 +48,7 @@ def health(ctx: PageContext) -> Response:
     """The health overview, or one account's score explained (`?account=ID`); `?days=` sets the trend."""
     values: dict[str, Any] = {"title": "Health", "message": None, "error": None}
     days = _int(ctx.request.query_params.get("days"), DAYS, 1, MAX_DAYS)
-    account = _int(ctx.request.query_params.get("account"), 0, 1, 2**63 - 1)
+    account = _int(ctx.request.query_params.get("account"), 0, 1, BIGINT_MAX)
     raw_days, raw_account = ctx.request.query_params.get("days"), ctx.request.query_params.get("account")
     if days is None or account is None:
         which = f"days={raw_days!r} (1–{MAX_DAYS})" if days is None else f"account={raw_account!r} (an account id)"
@@ -159,11 +160,7 @@ def _int(raw: str | None, default: int, low: int, high: int) -> int | None:
     """A query parameter as an int in [low, high]; `default` when absent; None when invalid."""
     if raw is None or raw.strip() == "":
         return default
-    try:
-        number = int(raw.strip())
-    except ValueError:
-        return None
-    return number if low <= number <= high else None
+    return whole_number(raw, low, high)
 
 
 PAGES = [Page("/health", health, "reports", name="health")]

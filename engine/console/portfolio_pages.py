@@ -14,12 +14,10 @@ from sqlalchemy import Connection, select
 from starlette.responses import Response
 
 from engine.console.pages import PageContext
+from engine.console.params import whole_number
 from engine.console.permissions import Page
 from engine.portfolio.report import Portfolio, portfolios
 from engine.store.models import csms
-
-LARGEST_ID = 2**63 - 1
-"""Past this an id is not one the store can hold (PostgreSQL would refuse the comparison)."""
 
 
 def portfolio(ctx: PageContext) -> Response:
@@ -37,7 +35,7 @@ def portfolio(ctx: PageContext) -> Response:
 def _drill_down(ctx: PageContext, raw: str, now: datetime) -> Response:
     """One CSM's book; 400 for a value that is not an id, 404 for an id no CSM has — both pages
     list every CSM's id to pick from."""
-    csm_id = _csm_id(raw)
+    csm_id = whole_number(raw)
     with ctx.console.engine.connect() as conn:
         found = portfolios(conn, now, csm_id) if csm_id is not None else []
         known = [] if found else _every_csm(conn)
@@ -83,14 +81,6 @@ def _summary(p: Portfolio) -> dict[str, Any]:
         "oldest": "" if p.open_age_max_days is None else f"{p.open_age_max_days}d",
         "summary": p.summary,
     }
-
-
-def _csm_id(raw: str) -> int | None:
-    """`raw` as a CSM id: ASCII digits only (`int` would also take '²' and '1_0'), 1 to 2⁶³−1."""
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    number = int(raw)
-    return number if 1 <= number <= LARGEST_ID else None
 
 
 def _every_csm(conn: Connection) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from engine.audit import Decision, Reason, audit_row, record
 from engine.compile import CompiledPlaybook
 from engine.console.checks import email_checks
 from engine.console.pages import PageContext, ProjectView
+from engine.console.params import whole_number
 from engine.console.permissions import Page
 from engine.dispatch.channels import OutgoingEmail, SendError
 from engine.dispatch.factory import ChannelConfigError, make_channel
@@ -116,13 +117,13 @@ def test_send(ctx: PageContext) -> Response:
     if pb is None:
         return ctx.render("error.html", {"status": 404, "message": "No such playbook."}, status=404)
     step, arm, locale = ctx.form.get("step", ""), ctx.form.get("arm") or None, ctx.form.get("locale", "")
-    contact = ctx.form.get("contact", "")
-    if not contact.isdigit() or pb.index_of(step) is None:
+    contact_id = whole_number(ctx.form.get("contact"), 0)
+    if contact_id is None or pb.index_of(step) is None:
         return review(ctx, "Nothing was sent: the form does not name a step and a sample contact.", status=400)
     if view.delivery is None:
         return review(ctx, f"Nothing was sent: {view.settings_error}", status=409)
     try:
-        shown, _ = _render_all(ctx, view, pb, step=step, arm=arm, contact_id=int(contact))
+        shown, _ = _render_all(ctx, view, pb, step=step, arm=arm, contact_id=contact_id)
     except PreviewError as exc:
         return review(ctx, f"Nothing was sent: {exc}", status=400)
     chosen = next((s for s in shown if s.preview.locale == locale and s.preview.error is None), None)
@@ -152,7 +153,7 @@ def test_send(ctx: PageContext) -> Response:
         return review(ctx, f"The test send failed: {exc}", status=502)
     detail = (
         f"test send to {user.email} by {user.email}: step {step}, arm {arm or '-'}, locale {locale or 'default'}, "
-        f"sample contact {contact}"
+        f"sample contact {contact_id}"
     )
     with ctx.console.engine.begin() as conn:
         record(
