@@ -15,7 +15,7 @@ import typer
 
 from engine.cli.common import err, out, project_or_exit
 from engine.config import load_settings
-from engine.policy.ratelimit import DEFAULT_NAME
+from engine.policy.ratelimit import DEFAULT_NAME, grant_slots
 from engine.project import Project
 
 DEFAULT_POOL = "touchflow"
@@ -45,14 +45,14 @@ class LimitSpec:
 
 
 def wanted_limit(project: Project) -> LimitSpec | None:
-    """The `touchflow-send` limit `touchflow.yaml`'s rate needs (one second's worth of slots,
+    """The `touchflow-send` limit `touchflow.yaml`'s rate needs (`GRANT_SECONDS` worth of slots,
     decaying at the rate: what engine/policy/ratelimit.py's PrefectRateLimiter takes in bulk),
     or None when no rate is set or the store keeps it (`rate_limiter: database`)."""
     policy = project.delivery.policy
     if policy.rate_limit is None or policy.rate_limiter == "database":
         return None
     rate = float(policy.rate_limit)
-    return LimitSpec(DEFAULT_NAME, max(1, round(rate)), rate)
+    return LimitSpec(DEFAULT_NAME, grant_slots(rate), rate)
 
 
 def prefect_checks(project: Project, pool: str = DEFAULT_POOL) -> list[Check]:

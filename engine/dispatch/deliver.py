@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from engine.dispatch.outcomes import DispatchResult, Outcome, failed, send_failu
 from engine.dispatch.settings import Dispatch, DispatchSettings
 from engine.dispatch.webhook import WebhookError
 from engine.policy.gate import gate
-from engine.policy.ratelimit import pace
+from engine.policy.ratelimit import on_time
 from engine.render import RenderError
 from engine.spec.policy import Policy
 from engine.store.models import ledger
@@ -213,16 +214,28 @@ class _Sender:
 
     def __init__(self, dispatch: Dispatch, now: datetime) -> None:
         self.channel, self.settings, self.now = dispatch.channel, dispatch.settings, now
-        self._windows: deque[list[Future[Outcome]] | list[Outcome]] = deque()
+        self._windows: deque[list[Outcome | Future[Any]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
+        self._retimer: ThreadPoolExecutor | None = None
         self.submitted: set[int] = set()  # ledger ids handed to the sending threads
         if self.settings.concurrency > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="touchflow-send")
+            if self.settings.limiter is not None:  # only paced messages can be late
+                self._retimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="touchflow-retime")
 
     def __enter__(self) -> _Sender:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # After a failure mid-batch, the windows in flight still go out (their outcomes are not
+        # written: they are settled from the provider's events), retimed messages included; so
+        # both executors are idle before either shuts down (each hands messages to the other).
+        while self._windows:
+            for item in self._windows.popleft():
+                with suppress(Exception):
+                    _outcome(item)
+        if self._retimer is not None:
+            self._retimer.shutdown(wait=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -243,19 +256,25 @@ class _Sender:
             self._windows.append([self._pool.submit(self._send, item, at) for item, at in items])
 
     def collect_oldest(self) -> list[Outcome]:
-        """Wait for the oldest window's outcomes."""
-        window = self._windows.popleft()
-        return [item.result() if isinstance(item, Future) else item for item in window]
+        """Wait for the oldest window's outcomes (through any new send times they had to take)."""
+        return [_outcome(item) for item in self._windows.popleft()]
 
-    def _send(self, item: Outgoing, send_at: float | None) -> Outcome:
+    def _send(self, item: Outgoing, send_at: float | None) -> Outcome | Future[Any]:
         """Send with retries on retryable answers (backoff with jitter, honouring Retry-After), not
-        before `send_at` (unix seconds by `settings.clock`; the global rate's schedule)."""
+        before `send_at` (unix seconds by `settings.clock`; the global rate's schedule). A message
+        its process stalled past `send_at` is not sent late (a stall never becomes a burst): it
+        takes a new send time (`_retime`), and its outcome comes through the returned future."""
         row, base, email = item
         settings: DispatchSettings = self.settings
-        if send_at is not None and settings.limiter is not None:
-            # Late by more than the slack (this process stalled), the message takes a new moment
-            # rather than going at once: a stall never becomes a burst.
-            pace(settings.limiter, send_at, sleep=settings.sleep, clock=settings.clock)
+        limiter = settings.limiter
+        if (
+            send_at is not None
+            and limiter is not None
+            and not on_time(limiter, send_at, sleep=settings.sleep, clock=settings.clock)
+        ):
+            if self._retimer is None:  # one thread: the wait for a new moment is its own
+                return self._send(item, limiter.reserve(1)[0])
+            return self._retimer.submit(self._retime, item)
         attempts = 0
         while True:
             attempts += 1
@@ -269,3 +288,18 @@ class _Sender:
             except Exception as exc:
                 return failed(row, base, Reason.CHANNEL_ERROR, f"{self.channel.name}: {type(exc).__name__}: {exc}")
             return sent(row, base, email, provider_id)
+
+    def _retime(self, item: Outgoing) -> Future[Any]:
+        """A new send time for a late message, taken on the one retiming thread: a limiter may make
+        it wait for its next grant (seconds), and a sending thread waiting there could not send the
+        messages behind it whose moments are still ahead (a stall of 0.1 s cost a whole grant when
+        every sending thread waited so). The message then goes back to the sending threads."""
+        assert self._pool is not None and self.settings.limiter is not None
+        return self._pool.submit(self._send, item, self.settings.limiter.reserve(1)[0])
+
+
+def _outcome(item: Outcome | Future[Any]) -> Outcome:
+    """The outcome at the end of a chain of futures (a retimed message's is two links longer)."""
+    while isinstance(item, Future):
+        item = item.result()
+    return item

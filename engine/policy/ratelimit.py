@@ -12,13 +12,15 @@ bursts, and the rate holds in any window, not just on average.
   PostgreSQL alike). Used when no Prefect server is configured.
 * `PrefectRateLimiter`: Prefect's global concurrency limit with slot decay, for deployments that
   run on a Prefect server: `prefect gcl create touchflow-send --limit N --slot-decay-per-second R`
-  (N about R: a grant covers N / R seconds of sending). Slots are taken N at a time, one API
-  call per grant, and spread 1 / R apart over the grant (see the class).
+  (`touchflow setup prefect` makes N = R × `GRANT_SECONDS`: a grant covers N / R seconds of
+  sending). Slots are taken N at a time, one API call per grant, and spread 1 / R apart over
+  the grant (see the class).
 
 A send time is a promise to send *at* that moment, not "from then on": a message that finds its
 moment passed by more than `late_slack(rate)` (its process stalled) is not sent at once but given
-a new time (`pace`), so a stall never turns into a burst of catching up. Reservations are not
-refunded: a dispatcher that dies, or stalls, leaves a gap of at most its window.
+a new time (`pace`), so a stall never turns into a burst of catching up. A dispatcher with nothing
+left to send gives back what it holds ahead (`release`); one that dies, or stalls, leaves a gap of
+at most its window (the store's schedule) or its grant (Prefect's limit).
 
 Pacing needs the real wall clock (send times are shared between processes, so unix seconds, not
 a monotonic clock): it is injected as `clock` (default `time.time`) and waiting as `sleep`
@@ -40,6 +42,17 @@ from engine.store.bulk import conflict_insert
 from engine.store.models import rate_limits
 
 DEFAULT_NAME = "touchflow-send"
+GRANT_SECONDS = 2
+"""Seconds of sending one grant of Prefect's limit covers, as `touchflow setup prefect` sizes it
+(rate × this). Each new grant costs a read and a request, ~0.1 s without a send on a busy server:
+a grant of 2 s loses half what a grant of 1 s does, and a dispatcher that runs out of work gives
+back what is left of its grant (`release`), so a longer one costs the others nothing at the end."""
+POLL_SECONDS = 0.25
+"""While another dispatcher's grant decays, how often the limit is read again: a grant given back
+early (`release`) is taken within this."""
+GIVE_UP_SECONDS = 60.0
+"""How long Prefect's API may keep failing (5xx, 429, no connection) before a reservation fails."""
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 log = logging.getLogger("touchflow.ratelimit")
 
@@ -55,6 +68,10 @@ class RateLimiter(Protocol):
 
     def reserve(self, n: int) -> list[float]:
         """Between 1 and `n` consecutive send times (none for n <= 0); ask again for the rest."""
+        ...
+
+    def release(self) -> int:
+        """Give back the send times taken but not handed out (nothing left to send); how many."""
         ...
 
 
@@ -91,6 +108,10 @@ class DatabaseRateLimiter:
             )
         return [start + i * gap for i in range(n)]
 
+    def release(self) -> int:
+        """Nothing to give back: every reservation is exactly what a window sends."""
+        return 0
+
 
 class PrefectRateLimiter:
     """Prefect's global concurrency limit `name` (with slot decay) as the global schedule.
@@ -107,9 +128,19 @@ class PrefectRateLimiter:
 
     Prefect's own `rate_limit()` helper retries a refused grant only after the server's
     `Retry-After` (at least L / decay, plus a random 0–30 %), and every refusal resets the limit's
-    decay clock on the server, losing the decay since its last change: a few dispatchers asking
-    on spec slowed 50/s down to ~20/s. So a dispatcher first reads the limit (a GET, which changes
-    nothing), sleeps while its slots decay, and asks only when it reads empty.
+    decay clock on the server (Prefect 3.8: it rewrites `updated` without applying the decay),
+    losing the decay since the last grant: a few dispatchers asking on spec slowed 50/s down to
+    ~20/s. So a dispatcher reads the limit (a GET, which changes nothing) until its slots have
+    decayed — again every `POLL_SECONDS`, so a grant given back early (`release`) is seen — and
+    asks only when a read says they are gone by then. Two that ask at once cost the loser's
+    refusal: the winner's decay starts a few milliseconds late.
+
+    The Prefect client's own retries are off for these calls: a request the server answers 503
+    (a SQLite-backed server under concurrent writes does, after ~2 s) would be sent again 1–2 s
+    later, blind, and its refusal would reset the decay clock of whoever holds the grant then.
+    A failing call is followed by a read, then asked again, for up to `GIVE_UP_SECONDS`. (Prefect
+    3.8's client still waits out its backoff once before it hands the 503 back: a failing call
+    costs this dispatcher 1–2 s, the others nothing.)
 
     A limit that does not exist (or has no slot decay) is a configuration error. With a
     `fallback` (the store's schedule, `DatabaseRateLimiter`), the limiter warns once and uses it
@@ -191,7 +222,7 @@ class PrefectRateLimiter:
                 self.rate = float(found.slot_decay_per_second)
                 return int(found.limit)
         fix = (
-            f"create it with `prefect gcl create {self.name} --limit {max(1, round(self.rate))}"
+            f"create it with `prefect gcl create {self.name} --limit {grant_slots(self.rate)}"
             f" --slot-decay-per-second {self.rate:g}` (or `touchflow setup prefect`)"
         )
         if self.fallback is None:
@@ -200,6 +231,35 @@ class PrefectRateLimiter:
         self._use_fallback = True
         return None
 
+    def release(self) -> int:
+        """Give back the send times of the current grant not handed out, once nothing is left to
+        send: the others are granted the limit as soon as what was handed out has decayed,
+        instead of waiting out the rest of the grant. Returns how many were given back.
+
+        Safe for the rate: the times handed out are still counted by the server (its count of
+        what is left rounds up, and the grant started after this limiter asked for it), so no
+        other grant starts before the last of them. A failure to give back costs only the wait."""
+        from prefect.client.orchestration import get_client
+
+        with self._lock:
+            if self._use_fallback:
+                assert self.fallback is not None
+                return self.fallback.release()
+            now = self.clock()
+            unused = sum(1 for moment in self._ahead if moment > now)
+            self._ahead.clear()
+            if not unused:
+                return 0
+            try:
+                with get_client(sync_client=True) as client:
+                    client.release_concurrency_slots(
+                        names=[self.name], slots=unused, occupancy_seconds=unused / self.rate
+                    )
+            except Exception as exc:  # they decay anyway: the others only wait longer
+                log.warning("could not give back %d send times of '%s': %s", unused, self.name, exc)
+                return 0
+            return unused
+
     def _grant(self) -> None:
         """One grant of the limit's whole size: its send times, evenly spread, join those ahead.
 
@@ -207,25 +267,51 @@ class PrefectRateLimiter:
         then: a refused ask resets the limit's decay clock, losing the decay since its last
         change, so asking on spec would slow everyone down."""
         from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
         assert self._size is not None
         size, gap = self._size, 1.0 / self.rate
-        with get_client(sync_client=True) as client:
+        failing_since: float | None = None
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
             while True:
-                self.reads += 1
-                busy = client.read_global_concurrency_limit_by_name(self.name).active_slots
-                if busy > 0:  # slots still decaying: ask when they are gone (a refusal then
-                    self.sleep(busy * gap)  # costs the winner only the few ms since its grant)
-                self.calls += 1
-                # The moment of asking, not of the answer: the server granted after it, so the
-                # next grant anyone gets comes after this one's last send time.
-                start = self.clock()
-                granted = _increment(client, self.name, size)
+                try:
+                    self.reads += 1
+                    busy = client.read_global_concurrency_limit_by_name(self.name).active_slots
+                    if busy * gap > POLL_SECONDS:  # another's grant: read again, it may be given back
+                        self.sleep(POLL_SECONDS)
+                        continue
+                    if busy > 0:  # decayed by the time this wakes: a refusal now costs the
+                        self.sleep(busy * gap)  # winner only the few ms since its grant
+                    self.calls += 1
+                    # The moment of asking, not of the answer: the server granted after it, so
+                    # the next grant anyone gets comes after this one's last send time.
+                    start = self.clock()
+                    granted = _increment(client, self.name, size)
+                except Exception as exc:
+                    if not _transient(exc):
+                        raise
+                    # Not granted as far as this limiter knows (at worst its grant goes unused).
+                    failing_since = failing_since if failing_since is not None else self.clock()
+                    if self.clock() - failing_since > GIVE_UP_SECONDS:
+                        raise
+                    log.warning("Prefect's API failed while asking for send times (%s): asking again", exc)
+                    self.sleep(0.05)  # the client has waited its backoff already (see the class)
+                    continue
                 if granted is not None:
                     break
         if not granted:  # an empty answer: the limit was deleted since it was read
             raise RateLimitMissing(f"Prefect's global concurrency limit '{self.name}' disappeared while sending")
         self._ahead.extend(start + i * gap for i in range(size))
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed call to Prefect's API is worth making again: no connection, a timeout, or
+    a status that says "later" (429, 5xx)."""
+    from httpx import HTTPStatusError, TransportError
+
+    if isinstance(exc, HTTPStatusError):
+        return exc.response.status_code in _TRANSIENT
+    return isinstance(exc, TransportError)
 
 
 def _increment(client: Any, name: str, slots: int) -> list[Any] | None:
@@ -242,6 +328,11 @@ def _increment(client: Any, name: str, slots: int) -> list[Any] | None:
     return list(response.json())
 
 
+def grant_slots(rate: float) -> int:
+    """The size of Prefect's limit for `rate`: `GRANT_SECONDS` of sending (at least one slot)."""
+    return max(1, round(rate * GRANT_SECONDS))
+
+
 class Unlimited:
     """No rate at all: simulations and dry runs send nothing, so they wait for nothing."""
 
@@ -250,6 +341,10 @@ class Unlimited:
     def reserve(self, n: int) -> list[float]:
         """Send times that have all passed already."""
         return [0.0] * max(0, n)
+
+    def release(self) -> int:
+        """Nothing is ever held."""
+        return 0
 
 
 UNLIMITED = Unlimited()
@@ -270,12 +365,22 @@ def pace(
 ) -> int:
     """Wait for `send_at`; when the wait overran it (a stall) by more than `late_slack`, reserve a
     new moment and wait for that instead. Returns how many new moments it took (0 normally)."""
-    slack, again = late_slack(limiter.rate), 0
-    while True:
-        wait_until(send_at, sleep=sleep, clock=clock)
-        if clock() - send_at <= slack:
-            return again
+    again = 0
+    while not on_time(limiter, send_at, sleep=sleep, clock=clock):
         send_at, again = limiter.reserve(1)[0], again + 1
+    return again
+
+
+def on_time(
+    limiter: RateLimiter,
+    send_at: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> bool:
+    """Wait for `send_at`; whether it is still the moment to send (late by at most `late_slack`).
+    A message that is not needs a new moment (`limiter.reserve(1)`) before it may go."""
+    wait_until(send_at, sleep=sleep, clock=clock)
+    return clock() - send_at <= late_slack(limiter.rate)
 
 
 def wait_until(

@@ -83,6 +83,12 @@ class Tick:
             )
         return self._dispatch
 
+    def release_send_times(self) -> int:
+        """Nothing left to claim: give back the send times this tick's limiter holds ahead, so
+        the other dispatchers need not wait them out (`RateLimiter.release`); how many."""
+        limiter = self._dispatch.settings.limiter if self._dispatch is not None else None
+        return limiter.release() if limiter is not None else 0
+
     @property
     def outbox(self) -> Path | None:
         """The outbox directory when this tick sends to one (its truth is on disk)."""
@@ -162,7 +168,8 @@ def plan_stage(tick: Tick, playbook_id: str) -> PlaybookSummary:
 
 def dispatch_stage(tick: Tick, batch: int = DISPATCH_BATCH) -> DispatchResult | None:
     """Claim one batch of planned messages, tasks and webhooks and deliver it, committing each
-    window's outcomes as they are known; None when nothing is left to claim.
+    window's outcomes as they are known; None when nothing is left to claim (the send times
+    still held are then given back).
 
     Whatever fails after the claim (a missing concurrency limit, a lost connection) releases the
     rows still claimed under it, back to `planned`, then raises: nothing waits for an expiry."""
@@ -180,6 +187,7 @@ def dispatch_stage(tick: Tick, batch: int = DISPATCH_BATCH) -> DispatchResult | 
             claimed_at=wall,
         )
     if not ids:
+        tick.release_send_times()
         return None
     try:
         with tick.store.session() as (conn, commit):

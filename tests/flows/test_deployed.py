@@ -14,7 +14,6 @@ import collections
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from engine.store.db import connect
 from engine.store.models import audit_log, ledger
 from tests.conftest import _pg_or_skip, migrated_pg_schema
 from tests.fakes.sendgrid_server import FakeSendGrid
+from tests.prefect_server import free_port, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -41,12 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RATE = 20  # messages per second, across both workers
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -103,19 +97,6 @@ def _bare_repository(tmp_path: Path) -> Path:
     return bare
 
 
-def _wait_healthy(api: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the Prefect server exited"
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the Prefect server did not answer within 120 s")
-
-
 def _wait_done(api: str, run_ids: list[str], timeout: float = 150) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -134,7 +115,7 @@ def test_two_workers_deployed_from_git_send_every_message_once_at_the_rate(tmp_p
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "-q", f"file://{bare}", str(checkout)], check=True)
 
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TOUCHFLOW_"))}
     prefect_env = base | {
@@ -154,11 +135,11 @@ def test_two_workers_deployed_from_git_send_every_message_once_at_the_rate(tmp_p
         server_env.pop("PREFECT_API_URL")
         server_cmd = [sys.executable, "-m", "flows.prefect_server", "--parent", str(os.getpid()), "--port", str(port)]
         started.append(subprocess.Popen(server_cmd, cwd=REPO, env=server_env, start_new_session=True))
-        _wait_healthy(api, started[0])
+        wait_healthy(api, started[0])
 
         setup_env = prefect_env | {"TOUCHFLOW_PROJECT_DIR": str(checkout), "TOUCHFLOW_DATABASE_URL": url}
         said = _run([str(BIN / "touchflow"), "setup", "prefect"], checkout, setup_env)
-        assert "work pool 'touchflow': created" in said and f"{RATE} slots decaying at {RATE}/s" in said
+        assert "work pool 'touchflow': created" in said and f"{2 * RATE} slots decaying at {RATE}/s" in said
         _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], checkout, prefect_env)
 
         worker_env = prefect_env | {

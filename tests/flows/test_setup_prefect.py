@@ -60,27 +60,27 @@ def test_setup_prefect_creates_updates_and_is_idempotent(
     first = runner.invoke(app, ["setup", "prefect", "--pool", pool])
     assert first.exit_code == 1  # the Secret block is missing: said, not created
     assert f"work pool '{pool}': created (type process)" in first.stdout
-    assert "limit 'touchflow-send': created, 20 slots decaying at 20/s" in first.stdout
+    assert "limit 'touchflow-send': created, 40 slots decaying at 20/s" in first.stdout
     assert f"Secret block '{block}': missing: create it with" in first.stdout
     assert "Traceback" not in first.output
-    assert _limit() == (20, 20.0)
+    assert _limit() == (40, 20.0)
 
     Secret(value="SG.test").save(block, overwrite=True)
     again = runner.invoke(app, ["setup", "prefect", "--pool", pool])
     assert again.exit_code == 0, again.output
     assert f"work pool '{pool}': exists (type process)" in again.stdout
-    assert "limit 'touchflow-send': up to date, 20 slots decaying at 20/s" in again.stdout
+    assert "limit 'touchflow-send': up to date, 40 slots decaying at 20/s" in again.stdout
     assert f"Secret block '{block}': present" in again.stdout
 
     config.write_text(SENDGRID.format(block=block, rate=7.5), encoding="utf-8")
     changed = runner.invoke(app, ["setup", "prefect", "--pool", pool])
-    assert "limit 'touchflow-send': updated to 8 slots decaying at 7.5/s" in changed.stdout, changed.output
-    assert _limit() == (8, 7.5)
+    assert "limit 'touchflow-send': updated to 15 slots decaying at 7.5/s" in changed.stdout, changed.output
+    assert _limit() == (15, 7.5)
 
     status = json.loads(runner.invoke(app, ["status", "--format", "json"]).stdout)["prefect"]
     assert [c["item"] for c in status if not c["ok"]] == ["work pool 'touchflow'"]  # only the default pool
     table = runner.invoke(app, ["status"]).stdout
-    assert "prefect: limit 'touchflow-send': ok (8 slots decaying at 7.5/s)" in table
+    assert "prefect: limit 'touchflow-send': ok (15 slots decaying at 7.5/s)" in table
     _delete_limit()
 
 

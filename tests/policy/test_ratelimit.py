@@ -237,6 +237,9 @@ class Booking:
             self.book.extend(moments)
         return moments
 
+    def release(self) -> int:
+        return self.inner.release()
+
 
 def deliver_all(db_url: str, proj: Project) -> Run:
     """Four dispatcher threads, each with its own Engine and limiter, claim 40 rows at a time and

@@ -35,7 +35,13 @@ from engine import tick
 from engine.dispatch.channels import OutgoingEmail
 from engine.dispatch.sendgrid_channel import SendGridChannel
 from engine.dispatch.settings import DispatchSettings
-from engine.policy.ratelimit import DatabaseRateLimiter, PrefectRateLimiter, RateLimiter, RateLimitMissing
+from engine.policy.ratelimit import (
+    DatabaseRateLimiter,
+    PrefectRateLimiter,
+    RateLimiter,
+    RateLimitMissing,
+    grant_slots,
+)
 from engine.project import Project
 from engine.spec.policy import Policy
 from engine.store.db import connect
@@ -273,8 +279,8 @@ def check_rate_at_provider(db: Engine, db_url: str, tmp_path: Path, dispatchers:
         if attempt:
             with db.begin() as conn:  # the same messages, planned again
                 conn.execute(update(ledger).values(status="planned", approved_at=None, provider_message_id=None))
-        # Prefect's limit as `touchflow setup prefect` makes it: one second of the rate per grant.
-        name = create_limit(int(RATE), RATE) if limiter == "prefect" else f"send-{attempt}"
+        # Prefect's limit as `touchflow setup prefect` makes it: GRANT_SECONDS of the rate per grant.
+        name = create_limit(grant_slots(RATE), RATE) if limiter == "prefect" else f"send-{attempt}"
 
         def make(engine: Engine, name: str = name) -> RateLimiter:
             if limiter == "prefect":
@@ -314,8 +320,10 @@ def test_the_store_limiter_holds_and_reaches_the_rate(
         pytest.param(
             4,
             marks=pytest.mark.xfail(
-                reason="four dispatchers in one interpreter on a busy machine: late messages each take a"
-                " new grant and the mean falls to ~25/s; dispatchers as processes are the supported way",
+                reason="four dispatchers in one interpreter, on the harness's SQLite-backed Prefect server:"
+                " their slot requests collide, and the server answers a colliding one 503 after ~2 s; 34/s"
+                " measured. Dispatchers as processes on a PostgreSQL-backed server are the supported way"
+                " (tests/test_dispatch_processes_prefect.py)",
                 strict=False,
             ),
         ),
@@ -324,6 +332,6 @@ def test_the_store_limiter_holds_and_reaches_the_rate(
 def test_the_prefect_limiter_holds_and_reaches_the_rate(
     prefect_api: None, db: Engine, db_url: str, tmp_path: Path, dispatchers: int
 ) -> None:
-    """Prefect's limit (50 slots decaying 50/s), 1 or 4 dispatchers, 256 emails: ≤ 52 in the
+    """Prefect's limit (100 slots decaying 50/s), 1 or 4 dispatchers, 256 emails: ≤ 52 in the
     busiest second at the provider, ≥ 45/s on average."""
     check_rate_at_provider(db, db_url, tmp_path, dispatchers, "prefect")
