@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from engine.store.db import connect
@@ -56,34 +56,53 @@ def prefect_server_on_postgres(pg_base: str, home: Path) -> Iterator[str]:
     stopped and its database dropped on exit."""
     name = f"prefect_{uuid.uuid4().hex[:12]}"
     admin = connect(pg_base)
-    with admin.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(f'CREATE DATABASE "{name}"'))
-    database = make_url(pg_base).set(drivername="postgresql+asyncpg", database=name, query={})
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": database.render_as_string(hide_password=False),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_UI_ENABLED": "0",
-    }
-    command = [sys.executable, "-m", "flows.prefect_server", "--parent", str(os.getpid()), "--port", str(port)]
-    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    server: subprocess.Popen[bytes] | None = None
     try:
+        with admin.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(f'CREATE DATABASE "{name}"'))
+        database = make_url(pg_base).set(drivername="postgresql+asyncpg", database=name, query={})
+        port = free_port()
+        api = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": database.render_as_string(hide_password=False),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_ENABLED": "0",
+        }
+        command = [sys.executable, "-m", "flows.prefect_server", "--parent", str(os.getpid()), "--port", str(port)]
+        server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
         wait_healthy(api, server)
         yield api
     finally:
+        if server is not None:
+            _stop(server)
+        _drop_database(admin, name)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 15 s; reaped either way."""
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _drop_database(admin: Engine, name: str) -> None:
+    """Drop the server's database (its connections ended first); a failure is printed, never
+    raised over the test's own outcome."""
+    try:
         with admin.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            auto.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
             )
+            auto.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    except Exception as exc:
+        print(f"could not drop the Prefect test database {name}: {exc}", file=sys.stderr)
+    finally:
         admin.dispose()

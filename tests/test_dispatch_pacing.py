@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from benchmarks.dispatch import NOW, build_store
@@ -67,7 +69,7 @@ class Stalled:
     a second ago, the rest lie ahead, 20 ms apart. Asking again for one time (a late message)
     waits `WAIT` s first, as Prefect's limiter does when the next grant is not due yet."""
 
-    rate = 50.0
+    rate = 5.0  # the slack is half a gap at this rate (0.1 s): a slow thread wake-up is not late
     LATE, WAIT = 4, 0.5
 
     def __init__(self) -> None:
@@ -119,9 +121,46 @@ def test_late_messages_wait_for_new_times_without_holding_up_the_others(
     ids = tick.claim_batch(db, NOW, 500)
     assert len(ids) == 12
     result = tick.deliver_batch(db, proj, ids, channel, NOW, "paced", settings=settings)
-    assert sum(result.emails.values()) == 12 and len(set(channel.keys)) == 12
+    assert sum(result.emails.values()) == 12 and len(channel.keys) == len(set(channel.keys)) == 12
     on_time = sorted(channel.at)[:8]
     planned = sorted(limiter.ahead.values())[Stalled.LATE :]
     # Each on its moment (a thread's wake-up late at most), long before the first new moment.
     assert all(abs(sent - moment) < 0.1 for sent, moment in zip(on_time, planned, strict=True)), (on_time, planned)
     assert len(limiter.retimed) == Stalled.LATE and max(on_time) < min(limiter.retimed)
+
+
+class Unreachable(Stalled):
+    """As `Stalled`, but a late message's new send time cannot be had: the limiter's server is
+    unreachable."""
+
+    def reserve(self, n: int) -> list[float]:
+        if self.ahead:
+            raise ConnectionError("the limiter's server is unreachable")
+        return super().reserve(n)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_late_messages_without_a_new_time_go_back_to_claimed(
+    db: Engine, db_url: str, tmp_path: Path, threads: int
+) -> None:
+    """The stall of the test above, and no new send time to be had: the batch fails with the
+    limiter's error, the eight messages on time are sent and written `sent`, the four late ones
+    never left and are `claimed` again (the batch's release frees them), none `sending`; sending
+    inline (one thread), the first late message stops the window: the rest are `claimed` too."""
+    build_store(db, 12)
+    proj = project(tmp_path, db_url, playbooks={"paced": PLAYBOOK})
+    tick.evaluate_and_advance(db, proj, "paced", NOW, "plan", "recording")
+    channel = Timed()
+    ids = tick.claim_batch(db, NOW, 500)
+    settings = DispatchSettings(limiter=Unreachable(), concurrency=threads)
+    with pytest.raises(ConnectionError):
+        tick.deliver_batch(db, proj, ids, channel, NOW, "paced", settings=settings)
+    with db.connect() as conn:
+        statuses = dict(Counter(conn.execute(select(ledger.c.status)).scalars()))
+    assert len(channel.keys) == len(set(channel.keys))
+    if threads > 1:
+        assert statuses == {"sent": 8, "claimed": 4}, statuses
+        assert len(channel.keys) == 8
+    else:  # the first message is late: nothing went out
+        assert statuses == {"claimed": 12}, statuses
+        assert channel.keys == []

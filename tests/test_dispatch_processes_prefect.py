@@ -151,7 +151,8 @@ def test_the_prefect_limit_kept_the_rate(run: Run) -> None:
 
 
 def test_the_busiest_second_holds_the_rate(run: Run) -> None:
-    """At most 52 messages reach the provider in any one second (50/s and one gap of slack)."""
+    """At most 52 messages reach the provider in any one second: 50/s and half a gap of slack
+    make 51 sent (`late_slack`), and one more for the provider seeing them after the network."""
     busiest = busiest_second(run.moments)
     print(f"\nPrefect × {DISPATCHERS} processes: busiest second {busiest}, sent per process {run.sent_by}")
     assert busiest <= 52, busiest

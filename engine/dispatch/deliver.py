@@ -113,38 +113,51 @@ def deliver(
             if commit is not None:
                 commit()
 
+    def collect(sender: _Sender) -> None:
+        outcomes, error = sender.collect_oldest()
+        settle(outcomes)
+        if error is not None:
+            raise error
+
     window = max(1, settings.concurrency) * WINDOW_PER_THREAD
-    with _Sender(dispatch, now) as sender:
-        for start in range(0, len(rows), window):
-            part = rows[start : start + window]
-            done, outgoing = _prepare(conn, part, dispatch, ctx, now=now, run_id=run_id, commit=commit)
-            settle(done)
-            if outgoing:
-                moved = mark_sending(conn, [row for row, _, _ in outgoing], now)
-                # Committed with `sending`, before anything leaves: each message's unsubscribe link
-                # unsubscribes this address, whatever the contact's address becomes.
-                record_recipients(conn, [(row.id, email.to_email) for row, _, email in outgoing if row.id in moved])
-                if settings.archive:  # the message as sent, in the same commit: nothing sent lacks it
-                    archive_window(conn, [email for row, _, email in outgoing if row.id in moved], now)
-                if commit is not None:
-                    commit()
-                # Only what is still ours goes out: never a row another dispatcher now holds.
-                mine = [item for item in outgoing if item[0].id in moved]
-                try:
-                    _submit_paced(sender, mine, settings)
-                except BaseException:
-                    # A reservation that failed (the limiter's server unreachable) leaves rows
-                    # `sending` that never left: back to `claimed`, so the batch's release
-                    # frees them instead of their ending `unknown`.
-                    unsent = [item[0] for item in mine if item[0].id not in sender.submitted]
-                    unmark_sending(conn, unsent, now)
+    sender = _Sender(dispatch, now)
+    try:
+        with sender:
+            for start in range(0, len(rows), window):
+                part = rows[start : start + window]
+                done, outgoing = _prepare(conn, part, dispatch, ctx, now=now, run_id=run_id, commit=commit)
+                settle(done)
+                if outgoing:
+                    moved = mark_sending(conn, [row for row, _, _ in outgoing], now)
+                    # Committed with `sending`, before anything leaves: each message's unsubscribe
+                    # link unsubscribes this address, whatever the contact's address becomes.
+                    recipients = [(row.id, email.to_email) for row, _, email in outgoing if row.id in moved]
+                    record_recipients(conn, recipients)
+                    if settings.archive:  # the message as sent, in the same commit: nothing sent lacks it
+                        archive_window(conn, [email for row, _, email in outgoing if row.id in moved], now)
                     if commit is not None:
                         commit()
-                    raise
-            while sender.in_flight > 1:  # keep one window sending while the next one renders
-                settle(sender.collect_oldest())
-        while sender.in_flight:
-            settle(sender.collect_oldest())
+                    # Only what is still ours goes out: never a row another dispatcher now holds.
+                    mine = [item for item in outgoing if item[0].id in moved]
+                    try:
+                        _submit_paced(sender, mine, settings)
+                    except BaseException:  # no send time for the window: what was not handed over
+                        sender.unsent.update((row.id, row) for row, _, _ in mine if row.id not in sender.submitted)
+                        raise
+                while sender.in_flight > 1:  # keep one window sending while the next one renders
+                    collect(sender)
+            while sender.in_flight:
+                collect(sender)
+    except BaseException:
+        # A send time that could not be reserved (the limiter's server unreachable), for a window
+        # or for a late message, leaves rows `sending` that never left: back to `claimed`, so the
+        # batch's release frees them instead of their ending `unknown`. The sender let every
+        # window in flight finish first, so the list is whole.
+        if sender.unsent:
+            unmark_sending(conn, list(sender.unsent.values()), now)
+            if commit is not None:
+                commit()
+        raise
     return result
 
 
@@ -217,7 +230,10 @@ class _Sender:
         self._windows: deque[list[Outcome | Future[Any]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._retimer: ThreadPoolExecutor | None = None
-        self.submitted: set[int] = set()  # ledger ids handed to the sending threads
+        self.submitted: set[int] = set()
+        """Ledger ids handed to the sending threads (or, inline, to the channel)."""
+        self.unsent: dict[int, Row[Any]] = {}
+        """Rows marked `sending` that never left: no send time could be reserved for them."""
         if self.settings.concurrency > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="touchflow-send")
             if self.settings.limiter is not None:  # only paced messages can be late
@@ -249,15 +265,28 @@ class _Sender:
         each message waits for its send time first."""
         times: list[float | None] = list(slots) if slots is not None else [None] * len(outgoing)
         items = list(zip(outgoing, times, strict=True))
-        self.submitted.update(item[0].id for item in outgoing)
         if self._pool is None:
-            self._windows.append([self._send(item, at) for item, at in items])
+            done: list[Outcome | Future[Any]] = []
+            self._windows.append(done)  # what was sent before a failure is settled from events
+            for item, at in items:
+                self.submitted.add(item[0].id)
+                done.append(self._send(item, at))
         else:
+            self.submitted.update(item[0].id for item in outgoing)
             self._windows.append([self._pool.submit(self._send, item, at) for item, at in items])
 
-    def collect_oldest(self) -> list[Outcome]:
-        """Wait for the oldest window's outcomes (through any new send times they had to take)."""
-        return [_outcome(item) for item in self._windows.popleft()]
+    def collect_oldest(self) -> tuple[list[Outcome], BaseException | None]:
+        """Wait for the oldest window's outcomes (through any new send times they had to take),
+        and the first error of a message whose new send time could not be reserved (its row is
+        in `unsent`): the outcomes of the others are written before that error is raised."""
+        outcomes: list[Outcome] = []
+        error: BaseException | None = None
+        for item in self._windows.popleft():
+            try:
+                outcomes.append(_outcome(item))
+            except BaseException as exc:
+                error = error or exc
+        return outcomes, error
 
     def _send(self, item: Outgoing, send_at: float | None) -> Outcome | Future[Any]:
         """Send with retries on retryable answers (backoff with jitter, honouring Retry-After), not
@@ -273,7 +302,7 @@ class _Sender:
             and not on_time(limiter, send_at, sleep=settings.sleep, clock=settings.clock)
         ):
             if self._retimer is None:  # one thread: the wait for a new moment is its own
-                return self._send(item, limiter.reserve(1)[0])
+                return self._send(item, self._new_time(item))
             return self._retimer.submit(self._retime, item)
         attempts = 0
         while True:
@@ -294,8 +323,18 @@ class _Sender:
         it wait for its next grant (seconds), and a sending thread waiting there could not send the
         messages behind it whose moments are still ahead (a stall of 0.1 s cost a whole grant when
         every sending thread waited so). The message then goes back to the sending threads."""
-        assert self._pool is not None and self.settings.limiter is not None
-        return self._pool.submit(self._send, item, self.settings.limiter.reserve(1)[0])
+        assert self._pool is not None
+        return self._pool.submit(self._send, item, self._new_time(item))
+
+    def _new_time(self, item: Outgoing) -> float:
+        """A late message's new send time; when none can be reserved, the message is noted as
+        never sent (`unsent`) and the error raised."""
+        assert self.settings.limiter is not None
+        try:
+            return self.settings.limiter.reserve(1)[0]
+        except BaseException:
+            self.unsent[item[0].id] = item[0]
+            raise
 
 
 def _outcome(item: Outcome | Future[Any]) -> Outcome:

@@ -50,6 +50,9 @@ back what is left of its grant (`release`), so a longer one costs the others not
 POLL_SECONDS = 0.25
 """While another dispatcher's grant decays, how often the limit is read again: a grant given back
 early (`release`) is taken within this."""
+RELEASE_MARGIN = 0.25
+"""Seconds ahead a send time must lie to be given back (`release`): the decrement must land while
+the grant still holds it."""
 GIVE_UP_SECONDS = 60.0
 """How long Prefect's API may keep failing (5xx, 429, no connection) before a reservation fails."""
 _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
@@ -139,8 +142,8 @@ class PrefectRateLimiter:
     (a SQLite-backed server under concurrent writes does, after ~2 s) would be sent again 1–2 s
     later, blind, and its refusal would reset the decay clock of whoever holds the grant then.
     A failing call is followed by a read, then asked again, for up to `GIVE_UP_SECONDS`. (Prefect
-    3.8's client still waits out its backoff once before it hands the 503 back: a failing call
-    costs this dispatcher 1–2 s, the others nothing.)
+    3.8's client still waits out its backoff once, 1.6–2.4 s, before it hands the 503 back: a
+    failing call costs this dispatcher that long, the others nothing.)
 
     A limit that does not exist (or has no slot decay) is a configuration error. With a
     `fallback` (the store's schedule, `DatabaseRateLimiter`), the limiter warns once and uses it
@@ -165,8 +168,9 @@ class PrefectRateLimiter:
         """Reads of the limit's state (free for the rate: they change nothing on the server)."""
         self._lock = threading.Lock()
         self._ahead: deque[float] = deque()  # granted send times not handed out yet
-        self._size: int | None = None  # the limit's size L, read once
+        self._checked = False  # the limit read once, before the first grant
         self._use_fallback = False
+        self._failing_since: float | None = None  # Prefect's API failing since (unix seconds)
 
     def reserve(self, n: int) -> list[float]:
         """Up to `n` send times (at least one) from this limiter's grant, asking the server for a
@@ -175,12 +179,13 @@ class PrefectRateLimiter:
         if n <= 0:
             return []
         with self._lock:
-            if not self._use_fallback and self._size is None:
-                self._size = self._read_limit()
-            if self._use_fallback:
-                assert self.fallback is not None
-                return self.fallback.reserve(n)
+            if not self._checked:
+                self._checked = True
+                self._read_limit()
             while True:
+                if self._use_fallback:
+                    assert self.fallback is not None
+                    return self.fallback.reserve(n)
                 # Passed unused (the answer to a grant takes a few ms, a window may come late):
                 # gone, never a burst — and never handed out to be replaced at once (`pace`).
                 now = self.clock()
@@ -192,35 +197,42 @@ class PrefectRateLimiter:
                     return [self._ahead.popleft() for _ in range(min(n, len(self._ahead)))]
                 self._grant()
 
-    def _read_limit(self) -> int | None:
-        """The limit's size, after checking it exists and decays; switches to the fallback if not."""
+    def _read_limit(self) -> None:
+        """Check that the limit exists, is active and decays; switch to the fallback if not."""
         from prefect.client.orchestration import get_client
         from prefect.exceptions import ObjectNotFound
 
-        problem = None
         try:
             with get_client(sync_client=True) as client:
-                found = client.read_global_concurrency_limit_by_name(self.name)
+                self._usable(client.read_global_concurrency_limit_by_name(self.name))
         except ObjectNotFound:
-            problem = f"Prefect has no global concurrency limit '{self.name}'"
-        else:
-            if not found.active:
-                problem = f"Prefect's global concurrency limit '{self.name}' is not active"
-            elif not found.slot_decay_per_second:
-                problem = f"Prefect's global concurrency limit '{self.name}' has no slot decay"
-            else:
-                # The server's decay is the pace whatever touchflow.yaml says: it is what every
-                # dispatcher, of any version, is granted slots by.
-                if abs(found.slot_decay_per_second - self.rate) > 1e-9:
-                    log.warning(
-                        "Prefect's limit '%s' decays %g slots/s, touchflow.yaml's rate_limit is %g: %g/s holds",
-                        self.name,
-                        found.slot_decay_per_second,
-                        self.rate,
-                        found.slot_decay_per_second,
-                    )
-                self.rate = float(found.slot_decay_per_second)
-                return int(found.limit)
+            self._unusable(f"Prefect has no global concurrency limit '{self.name}'")
+
+    def _usable(self, found: Any) -> bool:
+        """Whether the limit as just read can pace (active, with slot decay); takes its decay as
+        the rate. When it cannot, says so and switches to the fallback (or raises)."""
+        if not found.active:
+            self._unusable(f"Prefect's global concurrency limit '{self.name}' is not active")
+            return False
+        if not found.slot_decay_per_second:
+            self._unusable(f"Prefect's global concurrency limit '{self.name}' has no slot decay")
+            return False
+        # The server's decay is the pace whatever touchflow.yaml says: it is what every
+        # dispatcher, of any version, is granted slots by.
+        if abs(found.slot_decay_per_second - self.rate) > 1e-9:
+            log.warning(
+                "Prefect's limit '%s' decays %g slots/s, touchflow.yaml's rate_limit is %g: %g/s holds",
+                self.name,
+                found.slot_decay_per_second,
+                self.rate,
+                found.slot_decay_per_second,
+            )
+            self.rate = float(found.slot_decay_per_second)
+        return True
+
+    def _unusable(self, problem: str) -> None:
+        """The limit cannot pace: the store's schedule from now on (with a warning), or
+        `RateLimitMissing` saying what to create when there is no fallback."""
         fix = (
             f"create it with `prefect gcl create {self.name} --limit {grant_slots(self.rate)}"
             f" --slot-decay-per-second {self.rate:g}` (or `touchflow setup prefect`)"
@@ -228,55 +240,67 @@ class PrefectRateLimiter:
         if self.fallback is None:
             raise RateLimitMissing(f"{problem}: {fix}")
         log.warning("%s: sending at %g/s by the store's schedule instead; %s", problem, self.fallback.rate, fix)
+        self._ahead.clear()
         self._use_fallback = True
-        return None
 
     def release(self) -> int:
         """Give back the send times of the current grant not handed out, once nothing is left to
         send: the others are granted the limit as soon as what was handed out has decayed,
         instead of waiting out the rest of the grant. Returns how many were given back.
 
-        Safe for the rate: the times handed out are still counted by the server (its count of
-        what is left rounds up, and the grant started after this limiter asked for it), so no
-        other grant starts before the last of them. A failure to give back costs only the wait."""
+        Safe for the rate: the server still counts every moment of this grant that has not
+        passed (its count rounds up, and the grant started after this limiter asked for it), so
+        what was handed out keeps the others waiting. Only moments `RELEASE_MARGIN` ahead or
+        more are given back, in one request without retries and with a timeout of half that: a
+        decrement applied once this grant has decayed would come off the next holder's grant.
+        A failure to give back costs only the wait."""
         from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
         with self._lock:
             if self._use_fallback:
                 assert self.fallback is not None
                 return self.fallback.release()
-            now = self.clock()
-            unused = sum(1 for moment in self._ahead if moment > now)
-            self._ahead.clear()
-            if not unused:
+            if not self._ahead:
                 return 0
+            quick = {PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: RELEASE_MARGIN / 2}
+            unused = 0
             try:
-                with get_client(sync_client=True) as client:
-                    client.release_concurrency_slots(
-                        names=[self.name], slots=unused, occupancy_seconds=unused / self.rate
-                    )
+                with temporary_settings(updates=quick), get_client(sync_client=True) as client:
+                    cutoff = self.clock() + RELEASE_MARGIN  # read once the client is ready
+                    unused = sum(1 for moment in self._ahead if moment > cutoff)
+                    self._ahead.clear()
+                    if unused:
+                        client.release_concurrency_slots(
+                            names=[self.name], slots=unused, occupancy_seconds=unused / self.rate
+                        )
             except Exception as exc:  # they decay anyway: the others only wait longer
+                self._ahead.clear()
                 log.warning("could not give back %d send times of '%s': %s", unused, self.name, exc)
                 return 0
             return unused
 
     def _grant(self) -> None:
-        """One grant of the limit's whole size: its send times, evenly spread, join those ahead.
+        """One grant of the limit's whole size: its send times, evenly spread, join those ahead
+        (or, the limit found deactivated or deleted, the switch to the fallback).
 
         Asked only when a read (which changes nothing on the server) says the limit is empty by
         then: a refused ask resets the limit's decay clock, losing the decay since its last
-        change, so asking on spec would slow everyone down."""
+        change, so asking on spec would slow everyone down. The size asked for is the one just
+        read: a limit resized while dispatchers run is never asked for by its old size (half a
+        grant of the new one could be granted while the other half still decays)."""
         from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-        assert self._size is not None
-        size, gap = self._size, 1.0 / self.rate
-        failing_since: float | None = None
         with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
             while True:
                 try:
                     self.reads += 1
-                    busy = client.read_global_concurrency_limit_by_name(self.name).active_slots
+                    found = client.read_global_concurrency_limit_by_name(self.name)
+                    if not self._usable(found):
+                        return
+                    size, gap, busy = int(found.limit), 1.0 / self.rate, found.active_slots
                     if busy * gap > POLL_SECONDS:  # another's grant: read again, it may be given back
                         self.sleep(POLL_SECONDS)
                         continue
@@ -287,20 +311,28 @@ class PrefectRateLimiter:
                     # the next grant anyone gets comes after this one's last send time.
                     start = self.clock()
                     granted = _increment(client, self.name, size)
+                except ObjectNotFound:
+                    self._unusable(f"Prefect's global concurrency limit '{self.name}' disappeared while sending")
+                    return
                 except Exception as exc:
                     if not _transient(exc):
                         raise
                     # Not granted as far as this limiter knows (at worst its grant goes unused).
-                    failing_since = failing_since if failing_since is not None else self.clock()
-                    if self.clock() - failing_since > GIVE_UP_SECONDS:
+                    # The deadline is the limiter's: with the API down, each late message's
+                    # retiming does not wait it out again.
+                    now = self.clock()
+                    self._failing_since = self._failing_since if self._failing_since is not None else now
+                    if now - self._failing_since > GIVE_UP_SECONDS:
                         raise
                     log.warning("Prefect's API failed while asking for send times (%s): asking again", exc)
                     self.sleep(0.05)  # the client has waited its backoff already (see the class)
                     continue
+                self._failing_since = None
                 if granted is not None:
                     break
         if not granted:  # an empty answer: the limit was deleted since it was read
-            raise RateLimitMissing(f"Prefect's global concurrency limit '{self.name}' disappeared while sending")
+            self._unusable(f"Prefect's global concurrency limit '{self.name}' disappeared while sending")
+            return
         self._ahead.extend(start + i * gap for i in range(size))
 
 
@@ -351,10 +383,12 @@ UNLIMITED = Unlimited()
 
 
 def late_slack(rate: float) -> float:
-    """How late (seconds) a message may still go at its send time: one gap, at least 5 ms of
-    thread wake-up. Any 1-second window then holds at most rate × (1 + slack) + 1 messages
-    (52 at 50/s); later, it takes a new moment, and its old one is lost to the rate."""
-    return max(1.0 / rate, 0.005) if rate != float("inf") else float("inf")
+    """How late (seconds) a message may still go at its send time: half a gap, at least 5 ms of
+    thread wake-up. Any 1-second window then holds at most ⌊rate × (1 + slack)⌋ + 1 messages
+    (51 at 50/s), and the provider, whose clock sees them after the network and its own
+    scheduling, at most one more; later, it takes a new moment, and its old one is lost to the
+    rate. (With a whole gap, 52 at 50/s, two busy dispatcher processes were seen at 53.)"""
+    return max(0.5 / rate, 0.005) if rate != float("inf") else float("inf")
 
 
 def pace(

@@ -314,7 +314,7 @@ def test_four_dispatchers_keep_the_global_rate(db: Engine, db_url: str, tmp_path
         assert sum(run.per_dispatcher) == MESSAGES and all(run.per_dispatcher), run.per_dispatcher
         with db.connect() as conn:
             assert set(conn.execute(select(ledger.c.status)).scalars()) == {"sent"}
-        # A message whose sending thread woke later than one gap after its send time took a new
+        # A message whose sending thread woke later than half a gap after its send time took a new
         # one (never a burst of catching up): at least one send time per message.
         assert len(run.slots) >= MESSAGES
         assert within_limits(run.slots), describe(run.slots)
