@@ -42,12 +42,16 @@ def fake() -> Iterator[FakeSendGrid]:
         yield server
 
 
-def sendgrid_project(tmp_path: Path, db_url: str, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Project:
+def sendgrid_project(
+    tmp_path: Path, db_url: str, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, timeout: str = "10s"
+) -> Project:
+    """A project sending through the fake SendGrid. The timeout is long unless a test is about
+    timeouts: a loaded CI machine once took over 1 s to answer, and the message ended `unknown`."""
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
     proj = project(tmp_path, db_url, playbooks={"hello": PLAYBOOK}, templates={"hello.en.html": TEMPLATE})
     (proj.settings.project_dir / "touchflow.yaml").write_text(
         "channel: sendgrid\n"
-        f"sendgrid: {{host: '{fake.url}', timeout: 1s, attempts: 3, concurrency: 4, sandbox: true}}\n",
+        f"sendgrid: {{host: '{fake.url}', timeout: {timeout}, attempts: 3, concurrency: 4, sandbox: true}}\n",
         encoding="utf-8",
     )
     return project(tmp_path, db_url, playbooks={"hello": PLAYBOOK}, templates={"hello.en.html": TEMPLATE})
@@ -161,7 +165,7 @@ def test_persistent_5xx_defers_the_message_to_a_later_dispatch(
 def test_a_timeout_is_unknown_and_reconciled_from_provider_events_never_resent(
     db: Engine, db_url: str, tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proj = sendgrid_project(tmp_path, db_url, fake, monkeypatch)
+    proj = sendgrid_project(tmp_path, db_url, fake, monkeypatch, timeout="1s")
     plan(db, accounts=1)
     fake.inject(("slow", 1.6), ("drop",))
     dispatch(db, proj, NOW)
