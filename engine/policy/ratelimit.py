@@ -17,10 +17,11 @@ bursts, and the rate holds in any window, not just on average.
   the grant (see the class).
 
 A send time is a promise to send *at* that moment, not "from then on": a message that finds its
-moment passed by more than `late_slack(rate)` (its process stalled) is not sent at once but given
-a new time (`pace`), so a stall never turns into a burst of catching up. A dispatcher with nothing
-left to send gives back what it holds ahead (`release`); one that dies, or stalls, leaves a gap of
-at most its window (the store's schedule) or its grant (Prefect's limit).
+moment passed by more than `late_slack(rate)` (its process stalled; `on_time` says so) is not
+sent at once but given a new time (dispatch reserves again), so a stall never turns into a burst
+of catching up. A dispatcher with nothing left to send gives back what it holds ahead (`release`);
+one that dies, or stalls, leaves a gap of at most its window (the store's schedule) or its grant
+(Prefect's limit).
 
 Pacing needs the real wall clock (send times are shared between processes, so unix seconds, not
 a monotonic clock): it is injected as `clock` (default `time.time`) and waiting as `sleep`
@@ -187,7 +188,7 @@ class PrefectRateLimiter:
                     assert self.fallback is not None
                     return self.fallback.reserve(n)
                 # Passed unused (the answer to a grant takes a few ms, a window may come late):
-                # gone, never a burst — and never handed out to be replaced at once (`pace`).
+                # gone, never a burst — and never handed out to be replaced at once (`on_time`).
                 now = self.clock()
                 while self._ahead and self._ahead[0] < now:
                     self._ahead.popleft()
@@ -389,20 +390,6 @@ def late_slack(rate: float) -> float:
     scheduling, at most one more; later, it takes a new moment, and its old one is lost to the
     rate. (With a whole gap, 52 at 50/s, two busy dispatcher processes were seen at 53.)"""
     return max(0.5 / rate, 0.005) if rate != float("inf") else float("inf")
-
-
-def pace(
-    limiter: RateLimiter,
-    send_at: float,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """Wait for `send_at`; when the wait overran it (a stall) by more than `late_slack`, reserve a
-    new moment and wait for that instead. Returns how many new moments it took (0 normally)."""
-    again = 0
-    while not on_time(limiter, send_at, sleep=sleep, clock=clock):
-        send_at, again = limiter.reserve(1)[0], again + 1
-    return again
 
 
 def on_time(
