@@ -8,19 +8,17 @@ Skips with the reason when /usr/bin/chromium is missing, unless TOUCHFLOW_REQUIR
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Response, sync_playwright
 from sqlalchemy import select, update
 
 from engine.store.models import accounts, audit_log, contacts, ledger
 from tests.console.conftest import PASSWORD, ConsoleEnv, email_of
+from tests.console.served import served
 
 CHROMIUM = Path(os.environ.get("TOUCHFLOW_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -49,19 +47,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def base_url(console_env: ConsoleEnv) -> Iterator[str]:
     """The console served by uvicorn on a free loopback port, for this test."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(console_env.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(console_env.app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -71,6 +58,17 @@ def page(browser: Browser) -> Iterator[Page]:
     tab.set_default_timeout(90_000)  # a test send renders and sends: slow on a loaded CI machine
     yield tab
     context.close()
+
+
+TEST_SEND_MS = 240_000
+"""A test send renders the variants and commits the message to the outbox durably (two fsyncs).
+On loaded CI machines it once took over 30 s and once over 90 s, cause not seen: the server's
+stderr (tests/console/served.py) now shows whether the request arrived and how long it took."""
+
+
+def _answer_to(method: str, path: str) -> Callable[[Response], bool]:
+    """Matches the answer to the browser's `method` request for `path`."""
+    return lambda r: r.request.method == method and urlsplit(r.url).path.endswith(path)
 
 
 def _sign_in(page: Page, base_url: str, role: str) -> None:
@@ -128,8 +126,9 @@ def test_a_marketer_reviews_both_arms_in_both_locales_and_sends_a_test(
     cell = page.locator("td.variant[data-arm='year-in-numbers'][data-locale='ko']")
     button = cell.locator("button[type=submit]")
     button.scroll_into_view_if_needed()
-    with page.expect_navigation(wait_until="domcontentloaded"):
+    with page.expect_response(_answer_to("POST", "/review/send"), timeout=TEST_SEND_MS) as answered:
         button.click()
+    assert answered.value.status == 200
     assert f"Sent to {email_of('marketer')}" in page.inner_text(".notice")
     files = list(console_env.settings.outbox_dir.glob("*.eml"))
     assert len(files) == 1 and f"To: {email_of('marketer')}" in files[0].read_text(encoding="utf-8")

@@ -5,16 +5,13 @@ console served by uvicorn for Chromium (Playwright, the system's /usr/bin/chromi
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -24,6 +21,7 @@ from engine.console.users import ROLES, add_user
 from engine.project import Project
 from tests.approvals.helpers import HELLO, required
 from tests.console.conftest import PASSWORD, SECRET, email_of
+from tests.console.served import served
 from tests.console.test_browser import ARGS, CHROMIUM
 from tests.journeys.helpers import NOW, load
 
@@ -74,26 +72,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def serve() -> Iterator[Callable[[Starlette], str]]:
     """Serves an app on a free loopback port for the test; returns its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: Starlette) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "the console did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(served(app))
 
 
 @pytest.fixture
