@@ -3,8 +3,11 @@ user per role. `client` signs in through the real /login form."""
 
 from __future__ import annotations
 
+import faulthandler
 import re
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,3 +79,18 @@ def sign_in(client: TestClient, role: str, password: str = PASSWORD) -> object:
 def client(console_env: ConsoleEnv) -> Iterator[TestClient]:
     with TestClient(console_env.app, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside the capture: the dump is shown with the test
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A browser step that timed out dumps every thread's stack to stderr (shown for the failed
+    test): the console runs in threads of this process, so a server stuck on a lock shows where."""
+    try:
+        return (yield)
+    except Exception as exc:
+        if type(exc).__name__ == "TimeoutError" and type(exc).__module__.startswith("playwright"):
+            with tempfile.TemporaryFile("w+") as dump:  # a real file: faulthandler writes to its fd
+                faulthandler.dump_traceback(file=dump, all_threads=True)
+                dump.seek(0)
+                sys.stderr.write(f"Every thread when the browser step timed out:\n{dump.read()}")
+        raise
