@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 
 from benchmarks.dispatch import build_store
 from engine import tick
@@ -38,6 +38,7 @@ from engine.spec.policy import Policy
 from engine.store.db import connect
 from engine.store.models import ledger, rate_limits
 from tests.factories import project
+from tests.policy.test_ratelimit_pacing import plan_again
 
 T0 = 1_800_000_000.0  # a frozen wall clock (unix seconds)
 NOW = datetime(2026, 11, 23, 9, 0)  # the ticks' `now` (build_store's contracts started the day before)
@@ -305,8 +306,7 @@ def test_four_dispatchers_keep_the_global_rate(db: Engine, db_url: str, tmp_path
     runs: list[Run] = []
     for attempt in range(2):
         if attempt:
-            with db.begin() as conn:  # the same messages, planned again
-                conn.execute(update(ledger).values(status="planned", approved_at=None, provider_message_id=None))
+            plan_again(db)
         run = deliver_all(db_url, proj)
         runs.append(run)
         keys = [key for _, key in run.calls]

@@ -69,6 +69,12 @@ def plan(db: Engine, db_url: str, tmp_path: Path, messages: int, channel: str) -
     return proj
 
 
+def plan_again(db: Engine) -> None:
+    """The same messages planned again, for one more run of a rate measurement."""
+    with db.begin() as conn:
+        conn.execute(update(ledger).values(status="planned", approved_at=None, provider_message_id=None))
+
+
 def statuses(db: Engine) -> dict[str, int]:
     with db.connect() as conn:
         rows = conn.execute(select(ledger.c.status, func.count()).group_by(ledger.c.status)).all()
@@ -251,6 +257,10 @@ def deliver_all(
 
 
 MESSAGES = 256
+BUSIEST = 52
+"""Messages in the busiest second: 51 sent at 50/s (`late_slack`), one for the network."""
+MEAN_RATE = 45
+"""Messages a second reached on average at 50/s."""
 
 
 class StampedSendGrid(SendGridChannel):
@@ -278,8 +288,7 @@ def check_rate_at_provider(db: Engine, db_url: str, tmp_path: Path, dispatchers:
     figures: list[tuple[int, float]] = []
     for attempt in range(3):
         if attempt:
-            with db.begin() as conn:  # the same messages, planned again
-                conn.execute(update(ledger).values(status="planned", approved_at=None, provider_message_id=None))
+            plan_again(db)
         # Prefect's limit as `touchflow setup prefect` makes it: GRANT_SECONDS of the rate per grant.
         name = create_limit(grant_slots(RATE), RATE) if limiter == "prefect" else f"send-{attempt}"
 
@@ -299,7 +308,7 @@ def check_rate_at_provider(db: Engine, db_url: str, tmp_path: Path, dispatchers:
         busiest, mean = busiest_second(issued), mean_rate([arrival.at for arrival in arrivals])
         print(f"\n{db.dialect.name} {limiter} × {dispatchers}: busiest second {busiest}, mean {mean:.1f}/s")
         figures.append((busiest, mean))
-        if busiest <= 52 and mean >= 45:
+        if busiest <= BUSIEST and mean >= MEAN_RATE:
             return
     raise AssertionError(f"(busiest second, mean rate) of every run: {figures}")
 
